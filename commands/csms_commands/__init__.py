@@ -1,0 +1,1 @@
+"""The commands service: the operators' HTTP API."""

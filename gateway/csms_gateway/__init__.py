@@ -1,0 +1,1 @@
+"""The OCPP gateway: holds the stations' WebSockets and relays their traffic over the bus."""

@@ -1,0 +1,26 @@
+"""The gateway process: OCPP server plus bus relay."""
+
+from __future__ import annotations
+
+import uuid
+
+from csms.bus.base import Bus
+from csms.config import Settings
+from csms_gateway.relay import Relay
+from csms_gateway.server import OcppServer
+
+
+class Gateway:
+    def __init__(self, bus: Bus, settings: Settings) -> None:
+        # Unique per process, so a restarted gateway never inherits a dead one's queue.
+        gateway_id = f"{settings.instance_id}.{uuid.uuid4().hex[:8]}"
+        self.relay = Relay(bus, settings, gateway_id)
+        self.server = OcppServer(self.relay, settings)
+
+    async def start(self) -> None:
+        await self.relay.start()
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.relay.stop()

@@ -1,0 +1,228 @@
+"""Turns station CALLs into bus messages and bus commands into CSMS CALLs.
+
+Nothing is answered before it is safe: a station's CALLRESULT goes out only after the broker
+confirmed the message carrying it; if the publish fails, the station gets InternalError and
+will send again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from csms.bus import topology
+from csms.bus.base import Bus
+from csms.bus.envelopes import (
+    BootReply,
+    CommandReply,
+    CommandRequest,
+    Connected,
+    ConnectedReply,
+    Disconnected,
+    StationMessage,
+    Takeover,
+)
+from csms.bus.message import Body, BusError, BusMessage, RequestTimeout
+from csms.config import Settings
+from csms.ocpp.actions import StationAction, check_station_action
+from csms.ocpp.errors import InternalError, SecurityError
+from csms.ocpp.frames import Call
+from csms.ocpp.validation import validate_request
+from csms.timeutil import format_datetime, utcnow
+from csms_gateway.liveness import SeenTracker
+from csms_gateway.session import StationSession
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = "Accepted"
+# WebSocket close code for a socket replaced by the station's newer connection.
+CLOSE_REPLACED = 4000
+# Commands for a station that moved to another gateway are dropped here for this long.
+_MOVED_MEMORY = 60.0
+
+
+def _iso(epoch: float) -> str:
+    return format_datetime(datetime.fromtimestamp(epoch, UTC))
+
+
+class Relay:
+    def __init__(self, bus: Bus, settings: Settings, gateway_id: str) -> None:
+        self._bus = bus
+        self._settings = settings
+        self.gateway_id = gateway_id
+        self.sessions: dict[str, StationSession] = {}
+        self._moved: dict[str, float] = {}
+        self.seen = SeenTracker(bus, gateway_id, settings.seen_flush_interval)
+
+    async def start(self) -> None:
+        await self._bus.open_inbox(topology.gateway_queue(self.gateway_id), self._on_command)
+        await self.seen.start()
+
+    async def stop(self) -> None:
+        await self.seen.stop()
+
+    # Connection lifecycle
+
+    async def attach(self, session: StationSession) -> None:
+        """Make `session` the station's one live socket, cluster-wide."""
+        station_id = session.station_id
+        previous = self.sessions.get(station_id)
+        self.sessions[station_id] = session
+        self._moved.pop(station_id, None)
+        if previous is not None:
+            await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
+        # Other gateways drop their socket for this station; sent before binding so that every
+        # command routed to them after this point finds the station gone.
+        takeover: Takeover = {"stationId": station_id, "connectionId": session.connection_id}
+        await self._bus.publish(
+            topology.COMMANDS_EXCHANGE,
+            station_id,
+            BusMessage(body=dict(takeover), type=topology.TAKEOVER),
+        )
+        await self._bus.bind_inbox(station_id)
+        connected: Connected = {
+            "stationId": station_id,
+            "connectionId": session.connection_id,
+            "gatewayId": self.gateway_id,
+            "connectedAt": _iso(session.connected_at),
+        }
+        session.registration = asyncio.ensure_future(self._registration(connected))
+
+    async def _registration(self, connected: Connected) -> str | None:
+        reply = await self._bus.request(
+            topology.EVENTS_EXCHANGE,
+            topology.STATION_CONNECTED,
+            BusMessage(body=dict(connected), type=topology.STATION_CONNECTED),
+            timeout=self._settings.presence_timeout,
+        )
+        return cast(ConnectedReply, reply).get("bootStatus")
+
+    async def detach(self, session: StationSession) -> None:
+        """Clean up after a closed socket without disturbing a newer one for the same station."""
+        station_id = session.station_id
+        if session.registration is not None and not session.registration.done():
+            session.registration.cancel()
+        if self.sessions.get(station_id) is session:
+            del self.sessions[station_id]
+            try:
+                await self._bus.unbind_inbox(station_id)
+            except BusError:
+                log.warning("could not unbind station %s", station_id, exc_info=True)
+        disconnected: Disconnected = {
+            "stationId": station_id,
+            "connectionId": session.connection_id,
+            "gatewayId": self.gateway_id,
+            "disconnectedAt": format_datetime(utcnow()),
+            "lastSeenAt": _iso(session.last_seen_at),
+        }
+        try:
+            await self._bus.publish(
+                topology.EVENTS_EXCHANGE,
+                topology.STATION_DISCONNECTED,
+                BusMessage(body=dict(disconnected), type=topology.STATION_DISCONNECTED),
+            )
+        except BusError:
+            # The worker's dead-gateway sweep and the next connection settle presence instead.
+            log.warning("could not publish disconnection of %s", station_id, exc_info=True)
+
+    # Station -> CSMS
+
+    async def on_call(self, session: StationSession, call: Call) -> dict[str, Any]:
+        """Answer one station CALL, or raise the OcppError to answer it with."""
+        action = check_station_action(call.action)
+        if action is not StationAction.BOOT_NOTIFICATION and not await self._accepted(session):
+            raise SecurityError(f"{action} refused: the station's boot is not Accepted")
+        validate_request(action, call.payload)
+        if action is StationAction.HEARTBEAT:
+            return {"currentTime": format_datetime(utcnow())}
+        message = self._station_message(session, call)
+        if action is StationAction.BOOT_NOTIFICATION:
+            return await self._boot(session, message)
+        await self._publish(action, message)
+        return {}
+
+    async def _accepted(self, session: StationSession) -> bool:
+        if session.boot_status is None and session.registration is not None:
+            try:
+                session.boot_status = await asyncio.shield(session.registration)
+            except (BusError, asyncio.CancelledError) as exc:
+                raise InternalError("registration state unavailable, try again") from exc
+        return session.boot_status == ACCEPTED
+
+    def _station_message(self, session: StationSession, call: Call) -> StationMessage:
+        return {
+            "stationId": session.station_id,
+            "connectionId": session.connection_id,
+            "gatewayId": self.gateway_id,
+            "ocppMessageId": call.message_id,
+            "action": call.action,
+            "payload": call.payload,
+            "receivedAt": format_datetime(utcnow()),
+        }
+
+    async def _publish(self, action: StationAction, message: StationMessage) -> None:
+        key = topology.ocpp_key(action)
+        try:
+            await self._bus.publish(
+                topology.EVENTS_EXCHANGE, key, BusMessage(body=dict(message), type=key)
+            )
+        except BusError as exc:
+            log.warning("station %s: %s not stored: %s", message["stationId"], action, exc)
+            raise InternalError("message could not be stored, send it again") from exc
+
+    async def _boot(self, session: StationSession, message: StationMessage) -> dict[str, Any]:
+        key = topology.ocpp_key(StationAction.BOOT_NOTIFICATION)
+        try:
+            body = await self._bus.request(
+                topology.EVENTS_EXCHANGE,
+                key,
+                BusMessage(body=dict(message), type=key),
+                timeout=self._settings.boot_decision_timeout,
+            )
+            decision = cast(BootReply, body)
+        except RequestTimeout:
+            # Stored, but undecided in time: never guess Accepted; the station boots again soon.
+            log.warning("no boot decision for %s in time; answering Pending", session.station_id)
+            decision = {"status": "Pending", "interval": self._settings.boot_fallback_interval}
+        except BusError as exc:
+            raise InternalError("boot could not be stored, send it again") from exc
+        session.boot_status = decision["status"]
+        return {
+            "currentTime": format_datetime(utcnow()),
+            "interval": decision["interval"],
+            "status": decision["status"],
+        }
+
+    # CSMS -> station
+
+    async def _on_command(self, message: BusMessage) -> Body | None:
+        if message.type == topology.TAKEOVER:
+            await self._on_takeover(cast(Takeover, message.body))
+            return None
+        request = cast(CommandRequest, message.body)
+        station_id = request["stationId"]
+        session = self.sessions.get(station_id)
+        if session is None:
+            if self._moved.get(station_id, 0.0) > time.monotonic():
+                return None  # the gateway that holds it now answers
+            reply: CommandReply = {"outcome": "notConnected"}
+            return dict(reply)
+        answer = await session.call(request["action"], request["payload"], request["deadline"])
+        return dict(answer)
+
+    async def _on_takeover(self, takeover: Takeover) -> None:
+        session = self.sessions.get(takeover["stationId"])
+        if session is None or session.connection_id == takeover["connectionId"]:
+            return
+        station_id = takeover["stationId"]
+        log.info("station %s reconnected elsewhere; closing its socket here", station_id)
+        del self.sessions[station_id]
+        self._moved[station_id] = time.monotonic() + _MOVED_MEMORY
+        await session.close(CLOSE_REPLACED, "replaced by a newer connection")
+        try:
+            await self._bus.unbind_inbox(station_id)
+        except BusError:
+            log.warning("could not unbind station %s", station_id, exc_info=True)

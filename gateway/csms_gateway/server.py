@@ -1,0 +1,96 @@
+"""The WebSocket endpoint `ws://HOST:PORT/ocpp/<stationId>` (OCPP 2.0.1 Part 4, sections 3, 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from csms.config import Settings
+from csms_gateway.identity import BadIdentity, BadPath, station_id_from_path
+from csms_gateway.relay import Relay
+from csms_gateway.session import StationSession
+
+log = logging.getLogger(__name__)
+
+OCPP_SUBPROTOCOL = Subprotocol("ocpp2.0.1")
+# Close code when the station offers no subprotocol we speak (RFC 6455: protocol error).
+CLOSE_NO_SUBPROTOCOL = 1002
+CLOSE_GOING_AWAY = 1001
+
+
+class OcppServer:
+    def __init__(self, relay: Relay, settings: Settings) -> None:
+        self._relay = relay
+        self._settings = settings
+        self._server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start first"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self._settings.ocpp_host,
+            self._settings.ocpp_port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            compression="deflate",
+            ping_interval=self._settings.ping_interval,
+            ping_timeout=self._settings.ping_timeout,
+            max_size=self._settings.max_frame_bytes,
+            server_header=None,
+        )
+        log.info("OCPP endpoint listening on port %d", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/health":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        try:
+            station_id_from_path(request.path)
+        except BadPath as exc:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
+        except BadIdentity as exc:
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
+        return None
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        # None completes the handshake without a subprotocol; the handler then closes at once.
+        return OCPP_SUBPROTOCOL if OCPP_SUBPROTOCOL in subprotocols else None
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        if websocket.subprotocol != OCPP_SUBPROTOCOL:
+            await websocket.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp2.0.1 required")
+            return
+        station_id = station_id_from_path(websocket.request.path if websocket.request else "")
+        session = StationSession(
+            websocket, station_id, on_call=self._relay.on_call, on_traffic=self._relay.seen.note
+        )
+        try:
+            await self._relay.attach(session)
+        except Exception:
+            log.exception("station %s could not be attached; closing", station_id)
+            await websocket.close(1011, "CSMS unavailable")
+            return
+        log.info("station %s connected (%s)", station_id, session.connection_id)
+        try:
+            await session.run()
+        finally:
+            await asyncio.shield(self._relay.detach(session))
+            log.info("station %s disconnected (%s)", station_id, session.connection_id)

@@ -1,0 +1,181 @@
+"""One station's connection: the OCPP-J call state machine (Part 4, section 4.1.1).
+
+Station CALLs are answered one at a time, in order. At most one CSMS CALL is outstanding;
+further commands wait their turn until their own deadline. A CALLRESULT or CALLERROR that
+matches no outstanding call (a late answer after a timeout) is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from csms.bus.envelopes import CommandReply
+from csms.ocpp.errors import InternalError, OcppError
+from csms.ocpp.frames import (
+    Call,
+    CallError,
+    CallResult,
+    Frame,
+    FrameError,
+    call_error_for,
+    encode,
+    parse_frame,
+)
+from csms.ocpp.validation import validate_response
+
+log = logging.getLogger(__name__)
+
+# Station CALLs waiting to be answered; a station may have only one outstanding, so a few suffice.
+_INBOUND_BACKLOG = 16
+
+CallHandler = Callable[["StationSession", Call], Awaitable[dict[str, Any]]]
+
+
+@dataclass(eq=False)
+class _OutstandingCall:
+    message_id: str
+    action: str
+    answer: asyncio.Future[CommandReply] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class StationSession:
+    def __init__(
+        self,
+        websocket: ServerConnection,
+        station_id: str,
+        on_call: CallHandler,
+        on_traffic: Callable[[str], None],
+    ) -> None:
+        self.websocket = websocket
+        self.station_id = station_id
+        self.connection_id = str(uuid.uuid4())
+        self.connected_at = time.time()
+        self.last_seen_at = self.connected_at
+        # The status the CSMS gave the station's boot; None until known.
+        self.boot_status: str | None = None
+        self.registration: asyncio.Future[str | None] | None = None
+        self._on_call = on_call
+        self._on_traffic = on_traffic
+        self._inbound: asyncio.Queue[Call] = asyncio.Queue(_INBOUND_BACKLOG)
+        self._outstanding: _OutstandingCall | None = None
+        self._call_turn = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        worker = asyncio.create_task(self._answer_calls())
+        try:
+            async for raw in self.websocket:
+                self.last_seen_at = time.time()
+                self._on_traffic(self.station_id)
+                await self._receive(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            if self._outstanding is not None and not self._outstanding.answer.done():
+                self._outstanding.answer.set_result({"outcome": "disconnected"})
+
+    async def _receive(self, raw: str | bytes) -> None:
+        try:
+            frame: Frame = parse_frame(raw)
+        except FrameError as exc:
+            log.info("station %s sent a bad frame: %s", self.station_id, exc)
+            if exc.reply:
+                await self.send(exc.to_call_error())
+            return
+        if isinstance(frame, Call):
+            if self._inbound.full():
+                await self.send(
+                    call_error_for(frame.message_id, InternalError("too many CALLs in flight"))
+                )
+                return
+            self._inbound.put_nowait(frame)
+        else:
+            self._settle(frame)
+
+    async def _answer_calls(self) -> None:
+        while True:
+            call = await self._inbound.get()
+            try:
+                payload = await self._on_call(self, call)
+                reply: Frame = CallResult(call.message_id, payload)
+            except OcppError as error:
+                reply = call_error_for(call.message_id, error)
+            except Exception:
+                log.exception("station %s: %s failed", self.station_id, call.action)
+                reply = call_error_for(call.message_id, InternalError("CSMS failed to process"))
+            await self.send(reply)
+
+    def _settle(self, frame: CallResult | CallError) -> None:
+        outstanding = self._outstanding
+        if outstanding is None or outstanding.message_id != frame.message_id:
+            log.info(
+                "station %s answered unknown or expired call %s", self.station_id, frame.message_id
+            )
+            return
+        if outstanding.answer.done():
+            return
+        if isinstance(frame, CallError):
+            outstanding.answer.set_result(
+                {
+                    "outcome": "callError",
+                    "errorCode": frame.error_code,
+                    "errorDescription": frame.error_description,
+                    "errorDetails": frame.error_details,
+                }
+            )
+            return
+        try:
+            validate_response(outstanding.action, frame.payload)
+        except OcppError as error:
+            outstanding.answer.set_result(
+                {
+                    "outcome": "callError",
+                    "errorCode": error.code,
+                    "errorDescription": f"invalid response: {error.description}",
+                    "errorDetails": {"response": frame.payload},
+                }
+            )
+            return
+        outstanding.answer.set_result({"outcome": "answered", "payload": frame.payload})
+
+    async def call(self, action: str, payload: dict[str, Any], deadline: float) -> CommandReply:
+        """Send a CSMS CALL once it is this command's turn, and wait for the answer."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.time())):
+                async with self._call_turn:
+                    outstanding = _OutstandingCall(str(uuid.uuid4()), action)
+                    self._outstanding = outstanding
+                    try:
+                        if not await self.send(Call(outstanding.message_id, action, payload)):
+                            return {"outcome": "disconnected"}
+                        return await outstanding.answer
+                    finally:
+                        self._outstanding = None
+        except TimeoutError:
+            return {"outcome": "timeout"}
+
+    async def send(self, frame: Frame) -> bool:
+        try:
+            await self.websocket.send(encode(frame))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.websocket.close(code, reason)

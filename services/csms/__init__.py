@@ -1,0 +1,1 @@
+"""CSMS shared code: OCPP protocol layer, bus, database, settings and logging."""

@@ -1,0 +1,1 @@
+"""The message bus: topology names, messages, and the RabbitMQ and in-process implementations."""

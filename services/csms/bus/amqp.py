@@ -1,0 +1,223 @@
+"""RabbitMQ bus: persistent messages, publisher confirms, quorum work queues, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from pamqp.commands import Basic
+
+from csms.bus import topology
+from csms.bus.base import Bus, cancel_tasks
+from csms.bus.message import Body, BusError, BusMessage, Handler, Unroutable
+
+log = logging.getLogger(__name__)
+
+# A failed handler's message goes back to the queue after this pause (the broker counts the
+# deliveries and dead-letters the message past `max_redeliveries`).
+_REDELIVERY_DELAY = 1.0
+
+
+class AmqpBus(Bus):
+    def __init__(self, url: str, *, prefetch: int = 64, max_redeliveries: int = 5) -> None:
+        super().__init__()
+        self._url = url
+        self._prefetch = prefetch
+        self._max_redeliveries = max_redeliveries
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._reply: AbstractQueue | None = None
+        self._inbox: AbstractQueue | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def reply_queue(self) -> str:
+        assert self._reply is not None, "connect first"
+        return self._reply.name
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(self._url)
+        self._publish_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        await self._declare_exchanges(self._publish_channel)
+        reply_channel = await self._connection.channel()
+        self._reply = await reply_channel.declare_queue(exclusive=True, auto_delete=True)
+        await self._reply.consume(self._on_reply, no_ack=True)
+
+    async def close(self) -> None:
+        await cancel_tasks(self._tasks)
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _declare_exchanges(self, channel: AbstractChannel) -> None:
+        self._exchanges[topology.EVENTS_EXCHANGE] = await channel.declare_exchange(
+            topology.EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._exchanges[topology.COMMANDS_EXCHANGE] = await channel.declare_exchange(
+            topology.COMMANDS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        self._exchanges[""] = channel.default_exchange
+
+    async def declare_work_queues(self) -> None:
+        channel = self._channel()
+        dead = await channel.declare_exchange(
+            topology.DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        dead_queue = await channel.declare_queue(
+            topology.DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead_queue.bind(dead)
+        events = self._exchanges[topology.EVENTS_EXCHANGE]
+        for work_queue in topology.WORK_QUEUES:
+            arguments: dict[str, Any] = {
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self._max_redeliveries,
+                "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
+            }
+            if work_queue.single_active_consumer:
+                arguments["x-single-active-consumer"] = True
+            queue = await channel.declare_queue(work_queue.name, durable=True, arguments=arguments)
+            for key in work_queue.routing_keys:
+                await queue.bind(events, key)
+
+    def _channel(self) -> AbstractChannel:
+        if self._publish_channel is None:
+            raise BusError("bus is not connected")
+        return self._publish_channel
+
+    async def publish(
+        self, exchange: str, routing_key: str, message: BusMessage, *, mandatory: bool = False
+    ) -> None:
+        amqp_message = aio_pika.Message(
+            message.encode_body(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            type=message.type or None,
+            expiration=message.ttl,
+        )
+        try:
+            target = self._exchanges[exchange]
+        except KeyError:
+            raise BusError(f"unknown exchange {exchange!r}") from None
+        try:
+            await target.publish(amqp_message, routing_key, mandatory=mandatory)
+        except DeliveryError as exc:
+            if isinstance(exc.frame, Basic.Return):
+                raise Unroutable(f"no queue bound to {exchange!r} for {routing_key!r}") from exc
+            raise BusError(f"publish to {exchange!r} not confirmed: {exc}") from exc
+        except (AMQPError, PublishError, ConnectionError, RuntimeError) as exc:
+            raise BusError(f"publish to {exchange!r} failed: {exc}") from exc
+
+    async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
+        message = BusMessage(body=body, correlation_id=correlation_id)
+        try:
+            await self.publish("", reply_to, message)
+        except BusError:
+            log.warning("reply to %s could not be sent", reply_to, exc_info=True)
+
+    async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
+        try:
+            body = BusMessage.decode_body(incoming.body)
+        except ValueError:
+            log.warning("dropping undecodable reply %s", incoming.correlation_id)
+            return
+        self._deliver_reply(incoming.correlation_id, body)
+
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
+        assert self._connection is not None, "connect first"
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=max(self._prefetch, concurrency))
+        amqp_queue = await channel.get_queue(queue, ensure=False)
+        await self._start_consumer(amqp_queue, handler, concurrency)
+
+    async def open_inbox(self, queue: str, handler: Handler) -> None:
+        assert self._connection is not None, "connect first"
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self._prefetch)
+        self._inbox = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
+        # Commands run concurrently: each waits on its own station.
+        await self._start_consumer(self._inbox, handler, self._prefetch)
+
+    async def bind_inbox(self, routing_key: str) -> None:
+        assert self._inbox is not None, "open_inbox first"
+        await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
+
+    async def unbind_inbox(self, routing_key: str) -> None:
+        assert self._inbox is not None, "open_inbox first"
+        await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
+
+    async def _start_consumer(
+        self, queue: AbstractQueue, handler: Handler, concurrency: int
+    ) -> None:
+        # Deliveries pass through a local queue so that `concurrency` bounds the handlers in flight
+        # and a single worker keeps the broker's order.
+        backlog: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        for _ in range(concurrency):
+            task = asyncio.create_task(self._work(queue.name, backlog, handler))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        async def enqueue(incoming: AbstractIncomingMessage) -> None:
+            backlog.put_nowait(incoming)
+
+        await queue.consume(enqueue)
+
+    async def _work(
+        self, queue: str, backlog: asyncio.Queue[AbstractIncomingMessage], handler: Handler
+    ) -> None:
+        while True:
+            incoming = await backlog.get()
+            await self._handle(queue, incoming, handler)
+
+    async def _handle(
+        self, queue: str, incoming: AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        try:
+            body = BusMessage.decode_body(incoming.body)
+        except ValueError:
+            log.error("dead-lettering undecodable message %s on %s", incoming.message_id, queue)
+            await incoming.reject(requeue=False)
+            return
+        message = BusMessage(
+            body=body,
+            type=incoming.type or "",
+            message_id=incoming.message_id or "",
+            correlation_id=incoming.correlation_id,
+            reply_to=incoming.reply_to,
+            redelivered=bool(incoming.redelivered),
+        )
+        try:
+            reply = await handler(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler for %s failed on message %s", queue, incoming.message_id)
+            await asyncio.sleep(_REDELIVERY_DELAY)
+            await _settle(incoming.nack(requeue=True))
+            return
+        if reply is not None and message.reply_to and message.correlation_id:
+            await self.send_reply(message.reply_to, message.correlation_id, reply)
+        await _settle(incoming.ack())
+
+
+async def _settle(outcome: Any) -> None:
+    """Ack or nack; a channel lost meanwhile means the broker redelivers, which is safe."""
+    try:
+        await outcome
+    except (AMQPError, ConnectionError, RuntimeError):
+        log.warning("could not settle a delivery; the broker will redeliver it", exc_info=True)

@@ -1,0 +1,101 @@
+"""The contract every bus implementation keeps (RabbitMQ in production, in-process standalone)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+
+from csms.bus.message import Body, BusMessage, Handler, RequestTimeout
+
+
+class Bus(ABC):
+    """Publish with confirmation, consume with ack-after-success, and request/reply.
+
+    - `publish` returns only once the message is safe (broker-confirmed); it raises BusError
+      otherwise, and Unroutable when `mandatory` is set and no queue is bound for the key.
+    - `consume` acks a message only after its handler returned; a failing handler's message is
+      redelivered a bounded number of times, then dead-lettered.
+    - `request` publishes with `reply_to` and waits for the reply with the same correlation id.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, asyncio.Future[Body]] = {}
+
+    @abstractmethod
+    async def connect(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def declare_work_queues(self) -> None:
+        """Declare the exchanges and the durable worker queues with their bindings."""
+
+    @abstractmethod
+    async def publish(
+        self, exchange: str, routing_key: str, message: BusMessage, *, mandatory: bool = False
+    ) -> None: ...
+
+    @abstractmethod
+    async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
+        """Best-effort answer to a request; the requester may have stopped waiting."""
+
+    @abstractmethod
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
+        """Start consuming a durable queue declared by `declare_work_queues`."""
+
+    @abstractmethod
+    async def open_inbox(self, queue: str, handler: Handler) -> None:
+        """Declare and consume this process's exclusive queue on the commands exchange."""
+
+    @abstractmethod
+    async def bind_inbox(self, routing_key: str) -> None: ...
+
+    @abstractmethod
+    async def unbind_inbox(self, routing_key: str) -> None: ...
+
+    @property
+    @abstractmethod
+    def reply_queue(self) -> str: ...
+
+    async def request(
+        self,
+        exchange: str,
+        routing_key: str,
+        message: BusMessage,
+        *,
+        timeout: float,
+        mandatory: bool = False,
+    ) -> Body:
+        """Publish and wait up to `timeout` seconds for the reply."""
+        loop = asyncio.get_running_loop()
+        correlation_id = message.correlation_id or message.message_id
+        message.correlation_id = correlation_id
+        message.reply_to = self.reply_queue
+        future: asyncio.Future[Body] = loop.create_future()
+        self._pending[correlation_id] = future
+        try:
+            await self.publish(exchange, routing_key, message, mandatory=mandatory)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise RequestTimeout(f"no reply to {routing_key} within {timeout} s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    def _deliver_reply(self, correlation_id: str | None, body: Body) -> None:
+        """Resolve a waiting request; replies nobody waits for any more are dropped."""
+        future = self._pending.get(correlation_id or "")
+        if future is not None and not future.done():
+            future.set_result(body)
+
+
+async def cancel_tasks(tasks: set[asyncio.Task[None]]) -> None:
+    running = list(tasks)
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()

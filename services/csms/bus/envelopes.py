@@ -1,0 +1,80 @@
+"""Bodies of the messages the gateway publishes and the workers and API consume.
+
+Field names are camelCase, as in OCPP. Each builder has a matching reader on the other side.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class StationMessage(TypedDict):
+    """A station-initiated CALL, forwarded by the gateway (routing key `ocpp.<Action>`)."""
+
+    stationId: str
+    connectionId: str
+    gatewayId: str
+    ocppMessageId: str
+    action: str
+    payload: dict[str, Any]
+    receivedAt: str
+
+
+class Connected(TypedDict):
+    stationId: str
+    connectionId: str
+    gatewayId: str
+    connectedAt: str
+
+
+class Disconnected(TypedDict):
+    stationId: str
+    connectionId: str
+    gatewayId: str
+    disconnectedAt: str
+    lastSeenAt: NotRequired[str]
+
+
+class Seen(TypedDict):
+    """A gateway's periodic beat, with the stations that sent traffic since the last one."""
+
+    gatewayId: str
+    beatAt: str
+    seen: dict[str, str]
+
+
+class BootReply(TypedDict):
+    status: str
+    interval: int
+
+
+class ConnectedReply(TypedDict):
+    # The answer the station's last BootNotification got; None if it never booted.
+    bootStatus: str | None
+
+
+class CommandRequest(TypedDict):
+    """A CSMS-initiated call for the gateway holding the station (routing key = station id)."""
+
+    commandId: str
+    stationId: str
+    action: str
+    payload: dict[str, Any]
+    # Unix time after which the command must not be sent any more.
+    deadline: float
+
+
+class Takeover(TypedDict):
+    """Sent when a station connects: every other socket of that station must close."""
+
+    stationId: str
+    connectionId: str
+
+
+class CommandReply(TypedDict):
+    # answered | callError | timeout | notConnected
+    outcome: str
+    payload: NotRequired[dict[str, Any]]
+    errorCode: NotRequired[str]
+    errorDescription: NotRequired[str]
+    errorDetails: NotRequired[dict[str, Any]]

@@ -1,0 +1,167 @@
+"""In-process bus for standalone mode, with the same contract as RabbitMQ.
+
+Topic routing, direct routing with `mandatory`, reply-to and ack-after-handler are kept. It is
+stricter on one point: a publish to a durable work queue returns only after the consumer's
+handler succeeded, because with no broker the consumer's commit is the only safe place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from csms.bus import topology
+from csms.bus.base import Bus, cancel_tasks
+from csms.bus.message import Body, BusError, BusMessage, Handler, Unroutable
+
+log = logging.getLogger(__name__)
+
+# A failed delivery is retried after this pause, so a broken database is not hammered.
+_REDELIVERY_DELAY = 0.2
+
+
+@dataclass(eq=False)
+class _Delivery:
+    message: BusMessage
+    # Resolved when the consumer acked; None for queues nobody waits on.
+    acked: asyncio.Future[None] | None
+
+
+@dataclass(eq=False)
+class _Queue:
+    name: str
+    durable: bool
+    items: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
+
+
+class MemoryBus(Bus):
+    def __init__(self, max_redeliveries: int = 5) -> None:
+        super().__init__()
+        self._max_redeliveries = max_redeliveries
+        self._queues: dict[str, _Queue] = {}
+        self._topic_bindings: list[tuple[str, _Queue]] = []
+        self._direct_bindings: dict[str, set[_Queue]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbox: _Queue | None = None
+        self._reply_queue = "reply.memory"
+        self.dead_letters: list[BusMessage] = []
+
+    @property
+    def reply_queue(self) -> str:
+        return self._reply_queue
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await cancel_tasks(self._tasks)
+
+    async def declare_work_queues(self) -> None:
+        for work_queue in topology.WORK_QUEUES:
+            queue = self._queues.setdefault(work_queue.name, _Queue(work_queue.name, durable=True))
+            for key in work_queue.routing_keys:
+                if (key, queue) not in self._topic_bindings:
+                    self._topic_bindings.append((key, queue))
+
+    async def publish(
+        self, exchange: str, routing_key: str, message: BusMessage, *, mandatory: bool = False
+    ) -> None:
+        if exchange == "" and routing_key == self._reply_queue:
+            self._deliver_reply(message.correlation_id, message.body)
+            return
+        targets = self._route(exchange, routing_key)
+        if not targets:
+            if mandatory:
+                raise Unroutable(f"no queue bound to {exchange!r} for {routing_key!r}")
+            return
+        waits: list[asyncio.Future[None]] = []
+        loop = asyncio.get_running_loop()
+        for queue in targets:
+            acked = loop.create_future() if queue.durable else None
+            # Each queue gets its own copy, as a broker would deliver.
+            copy = BusMessage(
+                body=message.body,
+                type=message.type,
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                reply_to=message.reply_to,
+                ttl=message.ttl,
+            )
+            queue.items.put_nowait(_Delivery(copy, acked))
+            if acked is not None:
+                waits.append(acked)
+        if waits:
+            await asyncio.gather(*waits)
+
+    def _route(self, exchange: str, routing_key: str) -> list[_Queue]:
+        if exchange == topology.EVENTS_EXCHANGE:
+            return [
+                q for key, q in self._topic_bindings if topology.topic_matches(key, routing_key)
+            ]
+        if exchange == topology.COMMANDS_EXCHANGE:
+            return list(self._direct_bindings.get(routing_key, ()))
+        if exchange == "":
+            queue = self._queues.get(routing_key)
+            return [queue] if queue else []
+        raise BusError(f"unknown exchange {exchange!r}")
+
+    async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
+        await self.publish("", reply_to, BusMessage(body=body, correlation_id=correlation_id))
+
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
+        target = self._queues.get(queue)
+        if target is None:
+            raise BusError(f"queue {queue!r} is not declared")
+        for _ in range(concurrency):
+            self._spawn(self._consume_loop(target, handler))
+
+    async def open_inbox(self, queue: str, handler: Handler) -> None:
+        self._inbox = _Queue(queue, durable=False)
+        self._queues[queue] = self._inbox
+        self._spawn(self._consume_loop(self._inbox, handler))
+
+    async def bind_inbox(self, routing_key: str) -> None:
+        assert self._inbox is not None, "open_inbox first"
+        self._direct_bindings.setdefault(routing_key, set()).add(self._inbox)
+
+    async def unbind_inbox(self, routing_key: str) -> None:
+        bound = self._direct_bindings.get(routing_key)
+        if bound is not None and self._inbox is not None:
+            bound.discard(self._inbox)
+            if not bound:
+                del self._direct_bindings[routing_key]
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _consume_loop(self, queue: _Queue, handler: Handler) -> None:
+        while True:
+            delivery = await queue.items.get()
+            await self._deliver(queue, delivery, handler)
+
+    async def _deliver(self, queue: _Queue, delivery: _Delivery, handler: Handler) -> None:
+        message = delivery.message
+        for attempt in range(self._max_redeliveries + 1):
+            message.redelivered = attempt > 0
+            try:
+                reply = await handler(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("handler for %s failed (attempt %d)", queue.name, attempt + 1)
+                last_error: Exception = exc
+                await asyncio.sleep(_REDELIVERY_DELAY)
+                continue
+            if reply is not None and message.reply_to and message.correlation_id:
+                await self.send_reply(message.reply_to, message.correlation_id, reply)
+            if delivery.acked is not None and not delivery.acked.done():
+                delivery.acked.set_result(None)
+            return
+        self.dead_letters.append(message)
+        if delivery.acked is not None and not delivery.acked.done():
+            delivery.acked.set_exception(BusError(f"dead-lettered from {queue.name}: {last_error}"))

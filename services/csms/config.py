@@ -1,0 +1,83 @@
+"""Settings for every CSMS process, read from `CSMS_*` environment variables."""
+
+from __future__ import annotations
+
+import socket
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UnknownStationPolicy(StrEnum):
+    """What a BootNotification from an identity the CSMS has never registered gets."""
+
+    ACCEPT = "accept"
+    PENDING = "pending"
+    REJECT = "reject"
+
+    @property
+    def boot_status(self) -> str:
+        """The BootNotification status this policy answers with."""
+        return {"accept": "Accepted", "pending": "Pending", "reject": "Rejected"}[self.value]
+
+
+def _default_instance_id() -> str:
+    return socket.gethostname()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CSMS_", extra="ignore")
+
+    # Infrastructure. No AMQP URL means the in-process bus (standalone mode).
+    amqp_url: str | None = None
+    database_url: str = "sqlite+aiosqlite:///./csms.db"
+    instance_id: str = Field(default_factory=_default_instance_id)
+
+    # Listening addresses.
+    ocpp_host: str = "0.0.0.0"
+    ocpp_port: int = 9000
+    api_host: str = "0.0.0.0"
+    api_port: int = 8000
+
+    # OCPP behaviour.
+    heartbeat_interval: int = Field(default=300, ge=1)
+    unknown_station_policy: UnknownStationPolicy = UnknownStationPolicy.ACCEPT
+    # Interval sent with Pending/Rejected: the minimum wait before the next BootNotification.
+    boot_retry_interval: int = Field(default=60, ge=1)
+    # How long the gateway waits for the boot consumer before answering Pending itself.
+    boot_decision_timeout: float = Field(default=10.0, gt=0)
+    boot_fallback_interval: int = Field(default=10, ge=1)
+    # How long a station's registration state may take to arrive before a CALL fails.
+    presence_timeout: float = Field(default=10.0, gt=0)
+    # WebSocket keep-alive: a peer that does not answer a ping in time is dropped.
+    ping_interval: float = Field(default=30.0, gt=0)
+    ping_timeout: float = Field(default=30.0, gt=0)
+    max_frame_bytes: int = Field(default=65536, ge=1024)
+    # Liveness is batched: one `station.seen` message per gateway per interval.
+    seen_flush_interval: float = Field(default=5.0, gt=0)
+    # A gateway silent for this long is presumed dead and its stations disconnected.
+    gateway_timeout: float = Field(default=30.0, gt=0)
+    # A multi-part NotifyEvent report unfinished for this long is recorded as a gap.
+    event_report_timeout: float = Field(default=300.0, gt=0)
+
+    # Commands.
+    command_timeout: float = Field(default=30.0, gt=0)
+    command_timeout_max: float = Field(default=300.0, gt=0)
+
+    # Bus consumers.
+    consumer_prefetch: int = Field(default=64, ge=1)
+    max_redeliveries: int = Field(default=5, ge=1)
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def standalone(self) -> bool:
+        return self.amqp_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
