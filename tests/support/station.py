@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import websockets
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.exceptions import GenericError
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
@@ -73,7 +74,7 @@ class Station(ChargePoint):
     ) -> Any:
         payload: dict[str, Any] = {"operationalStatus": operational_status}
         if evse is not None:
-            payload["evse"] = evse
+            payload["evse"] = snake_to_camel_case(evse)
         return call_result.ChangeAvailability(
             status=await self._answer("ChangeAvailability", payload)
         )
