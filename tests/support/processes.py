@@ -127,30 +127,39 @@ def standalone(workdir: Path) -> Deployment:
     )
 
 
-def distributed(workdir: Path, amqp_url: str, database_url: str, gateways: int = 2) -> Deployment:
+def distributed(
+    workdir: Path, amqp_url: str, database_url: str, gateways: int = 2, workers: int = 2
+) -> Deployment:
+    """Gateways, workers (competing consumers: correctness must not depend on there being
+    one) and the API, against RabbitMQ and Postgres."""
     env = _env({"CSMS_AMQP_URL": amqp_url, "CSMS_DATABASE_URL": database_url})
     migrate = subprocess.run(
         [*CSMS, "migrate"], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     if migrate.returncode != 0:
         raise RuntimeError(f"csms migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
-    worker_port, api_port = free_port(), free_port()
-    processes = [
-        Process(
-            "worker",
-            ["worker", "--health-port", str(worker_port)],
-            env,
-            workdir / "worker.log",
-            f"http://127.0.0.1:{worker_port}/health",
-        ),
+    api_port = free_port()
+    processes = []
+    for number in range(1, workers + 1):
+        port = free_port()
+        processes.append(
+            Process(
+                f"worker-{number}",
+                ["worker", "--health-port", str(port)],
+                env,
+                workdir / f"worker-{number}.log",
+                f"http://127.0.0.1:{port}/health",
+            )
+        )
+    processes.append(
         Process(
             "api",
             ["api", "--port", str(api_port), "--host", "127.0.0.1"],
             env,
             workdir / "api.log",
             f"http://127.0.0.1:{api_port}/health",
-        ),
-    ]
+        )
+    )
     ocpp_urls = []
     for number in range(1, gateways + 1):
         port = free_port()
