@@ -25,9 +25,6 @@ log = logging.getLogger(__name__)
 
 SessionHandler = Callable[[AsyncSession, BusMessage], Awaitable[Body | None]]
 
-# How often the worker looks for dead gateways and unfinished NotifyEvent reports.
-_MAINTENANCE_INTERVAL = 10.0
-
 
 class EventsWorker:
     def __init__(
@@ -92,7 +89,7 @@ class EventsWorker:
 
     async def _maintain(self) -> None:
         while True:
-            await asyncio.sleep(_MAINTENANCE_INTERVAL)
+            await asyncio.sleep(self._settings.maintenance_interval)
             try:
                 async with self._sessions() as session, session.begin():
                     await close_dead_gateways(session, self._settings.gateway_timeout)

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     seen_flush_interval: float = Field(default=5.0, gt=0)
     # A gateway silent for this long is presumed dead and its stations disconnected.
     gateway_timeout: float = Field(default=30.0, gt=0)
+    # How often a worker looks for dead gateways and unfinished NotifyEvent reports.
+    maintenance_interval: float = Field(default=10.0, gt=0)
     # A multi-part NotifyEvent report unfinished for this long is recorded as a gap.
     event_report_timeout: float = Field(default=300.0, gt=0)
 

@@ -100,6 +100,9 @@ class Deployment:
         for process in reversed(self.processes):
             process.stop()
 
+    def process(self, name: str) -> Process:
+        return next(p for p in self.processes if p.name == name)
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log_tail(80)}" for p in self.processes)
 
@@ -128,11 +131,16 @@ def standalone(workdir: Path) -> Deployment:
 
 
 def distributed(
-    workdir: Path, amqp_url: str, database_url: str, gateways: int = 2, workers: int = 2
+    workdir: Path,
+    amqp_url: str,
+    database_url: str,
+    gateways: int = 2,
+    workers: int = 2,
+    settings: dict[str, str] | None = None,
 ) -> Deployment:
     """Gateways, workers (competing consumers: correctness must not depend on there being
     one) and the API, against RabbitMQ and Postgres."""
-    env = _env({"CSMS_AMQP_URL": amqp_url, "CSMS_DATABASE_URL": database_url})
+    env = _env({"CSMS_AMQP_URL": amqp_url, "CSMS_DATABASE_URL": database_url} | (settings or {}))
     migrate = subprocess.run(
         [*CSMS, "migrate"], env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -81,16 +81,21 @@ class AmqpBus(Bus):
         await dead_queue.bind(dead)
         events = self._exchanges[topology.EVENTS_EXCHANGE]
         for work_queue in topology.WORK_QUEUES:
-            arguments: dict[str, Any] = {
-                "x-queue-type": "quorum",
-                "x-delivery-limit": self._max_redeliveries,
-                "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
-            }
-            if work_queue.single_active_consumer:
-                arguments["x-single-active-consumer"] = True
-            queue = await channel.declare_queue(work_queue.name, durable=True, arguments=arguments)
+            queue = await self._declare_work_queue(channel, work_queue)
             for key in work_queue.routing_keys:
                 await queue.bind(events, key)
+
+    async def _declare_work_queue(
+        self, channel: AbstractChannel, work_queue: topology.WorkQueue
+    ) -> AbstractQueue:
+        arguments: dict[str, Any] = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self._max_redeliveries,
+            "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
+        }
+        if work_queue.single_active_consumer:
+            arguments["x-single-active-consumer"] = True
+        return await channel.declare_queue(work_queue.name, durable=True, arguments=arguments)
 
     def _channel(self) -> AbstractChannel:
         if self._publish_channel is None:
@@ -140,9 +145,13 @@ class AmqpBus(Bus):
 
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
         assert self._connection is not None, "connect first"
+        work_queue = next((q for q in topology.WORK_QUEUES if q.name == queue), None)
+        if work_queue is None:
+            raise BusError(f"{queue!r} is not a work queue")
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=max(self._prefetch, concurrency))
-        amqp_queue = await channel.get_queue(queue, ensure=False)
+        # Declared (idempotently) on the consuming channel so a reconnect restores the consumer.
+        amqp_queue = await self._declare_work_queue(channel, work_queue)
         await self._start_consumer(amqp_queue, handler, concurrency)
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:

@@ -1,0 +1,110 @@
+"""Crashes: nothing acknowledged to a station is lost, and presence recovers."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import services
+from tests.support.polling import eventually
+from tests.support.processes import Deployment, distributed
+from tests.support.station import connect_station, now
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def fragile(tmp_path: Path) -> Iterator[Deployment]:
+    """A distributed CSMS of its own (own vhost and database), whose processes tests may kill."""
+    vhost = services.unique_name("csms-crash")
+    database = services.unique_name("csms_crash")
+    amqp_url = services.create_vhost(vhost)
+    database_url = services.run_sync(services.create_database(database))
+    running = distributed(
+        tmp_path,
+        amqp_url,
+        database_url,
+        gateways=2,
+        workers=1,
+        settings={
+            "CSMS_BOOT_DECISION_TIMEOUT": "1",
+            "CSMS_GATEWAY_TIMEOUT": "2",
+            "CSMS_MAINTENANCE_INTERVAL": "0.5",
+        },
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+        services.delete_vhost(vhost)
+        services.run_sync(services.drop_database(database))
+
+
+async def test_messages_answered_while_no_worker_runs_are_stored_when_one_returns(
+    fragile: Deployment,
+) -> None:
+    async with httpx.AsyncClient(base_url=fragile.api_url) as api:
+        station = await connect_station(fragile.ocpp_url, "CS-crash-1")
+        try:
+            assert (await station.boot()).status == "Accepted"
+            worker = fragile.process("worker-1")
+            worker.stop(signal.SIGKILL)
+
+            # The broker holds them: the station is answered, the writes wait for a worker.
+            await station.status(1, 1, "Occupied", now())
+            await station.notify(seq_no=0)
+            # No worker to decide: the gateway never guesses Accepted.
+            reboot = await station.boot(reason="Watchdog")
+            assert (reboot.status, reboot.interval) == ("Pending", 10)
+
+            worker.start()
+            worker.wait_healthy()
+            body = (
+                await eventually(
+                    lambda: api.get("/stations/CS-crash-1"),
+                    lambda r: bool(r.json()["evses"]),
+                    timeout=20,
+                )
+            ).json()
+            assert body["evses"][0]["connectors"][0]["status"] == "Occupied"
+            events = await eventually(
+                lambda: api.get("/stations/CS-crash-1/events"), lambda r: r.json()["total"] == 1
+            )
+            assert events.json()["items"][0]["seqNo"] == 0
+        finally:
+            await station.stop()
+
+
+async def test_a_dead_gateways_stations_go_offline_and_reconnect_elsewhere(
+    fragile: Deployment,
+) -> None:
+    async with httpx.AsyncClient(base_url=fragile.api_url, timeout=30) as api:
+        first = await connect_station(fragile.ocpp_urls[0], "CS-crash-2")
+        await first.boot()
+        await eventually(
+            lambda: api.get("/stations/CS-crash-2"), lambda r: r.json()["connected"] is True
+        )
+        fragile.process("gateway-1").stop(signal.SIGKILL)
+        await eventually(
+            lambda: api.get("/stations/CS-crash-2"),
+            lambda r: r.json()["connected"] is False,
+            timeout=20,
+        )
+        again = await connect_station(fragile.ocpp_urls[1], "CS-crash-2")
+        try:
+            await again.heartbeat()
+            response = await api.post(
+                "/stations/CS-crash-2/availability", json={"operationalStatus": "Operative"}
+            )
+            assert response.json() == {"status": "Accepted"}
+            await eventually(
+                lambda: api.get("/stations/CS-crash-2"), lambda r: r.json()["connected"] is True
+            )
+        finally:
+            await again.stop()
+            await first.stop()
