@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.bus.base import Bus
 from csms.config import Settings
-from csms_commands import stations
+from csms_commands import station_commands, station_registry, stations
+from csms_commands.auth import TokenChecker
 
 
 def create_app(settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncSession]) -> FastAPI:
@@ -19,7 +20,10 @@ def create_app(settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncS
     app.state.settings = settings
     app.state.bus = bus
     app.state.sessions = sessions
+    app.state.tokens = TokenChecker(settings, sessions)
     app.include_router(stations.router)
+    app.include_router(station_registry.router)
+    app.include_router(station_commands.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -30,8 +30,10 @@ class Page(ApiModel, Generic[Item]):
 
 class Connector(ApiModel):
     id: int
-    status: str
-    status_at: datetime
+    # The last StatusNotification; None for a registered connector not reported yet.
+    status: str | None
+    status_at: datetime | None
+    type: str | None = None
 
 
 class Evse(ApiModel):
@@ -45,6 +47,8 @@ class StationOut(ApiModel):
     last_seen_at: datetime | None
     boot_status: str | None
     registration_status: str | None
+    security_profile: int
+    heartbeat_interval: int | None
     last_boot_at: datetime | None
     vendor_name: str | None
     model: str | None
@@ -100,6 +104,49 @@ class EventGapOut(ApiModel):
     detected_at: datetime
 
 
+class RegisteredStation(StationOut):
+    # Present once, when the CSMS generated the station's Basic-auth password.
+    password: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    # The station's answer to TriggerMessage(BootNotification) sent on approval, if sent.
+    boot_triggered: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+
+class ConnectorLayoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: int = Field(ge=1)
+    type: str | None = Field(default=None, max_length=20, examples=["cType2", "cCCS2"])
+
+
+class EvseLayoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: int = Field(ge=1)
+    connectors: list[ConnectorLayoutIn] = Field(min_length=1)
+
+
+RegistrationStatus = Literal["Accepted", "Pending", "Rejected"]
+
+
+class StationRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str = Field(min_length=1, max_length=48)
+    securityProfile: int | None = Field(default=None, ge=0, le=3)
+    password: str | None = Field(default=None, min_length=16, max_length=40)
+    generatePassword: bool = False
+    registrationStatus: RegistrationStatus = "Accepted"
+    heartbeatInterval: int | None = Field(default=None, ge=1)
+    evses: list[EvseLayoutIn] | None = None
+
+
+class StationChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    registrationStatus: RegistrationStatus | None = None
+    securityProfile: int | None = Field(default=None, ge=0, le=3)
+    password: str | None = Field(default=None, min_length=16, max_length=40)
+    generatePassword: bool = False
+    heartbeatInterval: int | None = Field(default=None, ge=1)
+    evses: list[EvseLayoutIn] | None = None
+
+
 # Request bodies: the OCPP 2.0.1 request payloads, checked again against the official schema.
 
 
@@ -130,11 +177,29 @@ class ChangeAvailabilityRequest(_OcppBody):
     customData: CustomData | None = None
 
 
+class TriggerMessageRequest(_OcppBody):
+    requestedMessage: Literal[
+        "BootNotification",
+        "LogStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "SignChargingStationCertificate",
+        "SignV2GCertificate",
+        "StatusNotification",
+        "TransactionEvent",
+        "SignCombinedCertificate",
+        "PublishFirmwareStatusNotification",
+    ]
+    evse: EvseTarget | None = None
+    customData: CustomData | None = None
+
+
 class StationResponse(BaseModel):
     """The station's own response payload, passed through as it came."""
 
     model_config = ConfigDict(extra="allow")
-    status: Literal["Accepted", "Rejected", "Scheduled"]
+    status: Literal["Accepted", "Rejected", "Scheduled", "NotImplemented"]
     statusInfo: dict[str, Any] | None = None
 
 

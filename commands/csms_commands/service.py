@@ -100,6 +100,8 @@ def _result(reply: CommandReply) -> CommandResult:
         )
     if outcome == "notConnected":
         return CommandResult(Outcome.NOT_CONNECTED)
+    if outcome in (Outcome.NOT_ALLOWED, Outcome.BUSY):
+        return CommandResult(Outcome(outcome), error_description=reply.get("reason", ""))
     # "timeout", or "disconnected": the station went away before answering.
     return CommandResult(Outcome.TIMEOUT, error_description=outcome)
 

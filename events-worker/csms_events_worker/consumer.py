@@ -19,6 +19,7 @@ from csms.db.boots import BootPolicy
 from csms_events_worker.alerts import close_stale_reports, handle_notify_event
 from csms_events_worker.boot import handle_boot_notification
 from csms_events_worker.presence import close_dead_gateways, handle_presence
+from csms_events_worker.registry import handle_credentials
 from csms_events_worker.status import handle_status_notification
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class EventsWorker:
         await self._bus.consume(
             topology.PRESENCE_QUEUE.name,
             self._transactional(handle_presence),
+            concurrency=concurrency,
+        )
+        await self._bus.consume(
+            topology.REGISTRY_QUEUE.name,
+            self._transactional(handle_credentials),
             concurrency=concurrency,
         )
         self._maintenance = asyncio.create_task(self._maintain())

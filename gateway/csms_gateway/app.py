@@ -6,6 +6,7 @@ import uuid
 
 from csms.bus.base import Bus
 from csms.config import Settings
+from csms_gateway.admission import Admission
 from csms_gateway.relay import Relay
 from csms_gateway.server import OcppServer
 
@@ -14,8 +15,9 @@ class Gateway:
     def __init__(self, bus: Bus, settings: Settings) -> None:
         # Unique per process, so a restarted gateway never inherits a dead one's queue.
         gateway_id = f"{settings.instance_id}.{uuid.uuid4().hex[:8]}"
-        self.relay = Relay(bus, settings, gateway_id)
-        self.server = OcppServer(self.relay, settings)
+        self.admission = Admission(bus, settings)
+        self.relay = Relay(bus, settings, gateway_id, self.admission)
+        self.server = OcppServer(self.relay, self.admission, settings)
 
     async def start(self) -> None:
         await self.relay.start()

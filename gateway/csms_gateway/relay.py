@@ -22,6 +22,7 @@ from csms.bus.envelopes import (
     Connected,
     ConnectedReply,
     Disconnected,
+    RegistryChanged,
     StationMessage,
     Takeover,
 )
@@ -32,12 +33,22 @@ from csms.ocpp.errors import InternalError, SecurityError
 from csms.ocpp.frames import Call
 from csms.ocpp.validation import validate_request
 from csms.timeutil import format_datetime, utcnow
+from csms_gateway.admission import Admission
 from csms_gateway.liveness import SeenTracker
 from csms_gateway.session import StationSession
 
 log = logging.getLogger(__name__)
 
 ACCEPTED = "Accepted"
+PENDING = "Pending"
+# What the CSMS may send a station whose boot is Pending (B02); a Rejected one gets nothing.
+PENDING_COMMANDS = frozenset(
+    {"GetVariables", "SetVariables", "GetBaseReport", "GetReport", "TriggerMessage"}
+)
+# A station answering TriggerMessage Accepted may send the triggered message for this long.
+_TRIGGER_WINDOW = 60.0
+# Close code for a socket whose station was removed or rejected by an operator.
+CLOSE_DEREGISTERED = 4001
 # WebSocket close code for a socket replaced by the station's newer connection.
 CLOSE_REPLACED = 4000
 # Commands for a station that moved to another gateway are dropped here for this long.
@@ -49,8 +60,9 @@ def _iso(epoch: float) -> str:
 
 
 class Relay:
-    def __init__(self, bus: Bus, settings: Settings, gateway_id: str) -> None:
+    def __init__(self, bus: Bus, settings: Settings, gateway_id: str, admission: Admission) -> None:
         self._bus = bus
+        self._admission = admission
         self._settings = settings
         self.gateway_id = gateway_id
         self.sessions: dict[str, StationSession] = {}
@@ -133,7 +145,11 @@ class Relay:
     async def on_call(self, session: StationSession, call: Call) -> dict[str, Any]:
         """Answer one station CALL, or raise the OcppError to answer it with."""
         action = check_station_action(call.action)
-        if action is not StationAction.BOOT_NOTIFICATION and not await self._accepted(session):
+        if (
+            action is not StationAction.BOOT_NOTIFICATION
+            and not await self._accepted(session)
+            and not session.take_trigger(action)
+        ):
             raise SecurityError(f"{action} refused: the station's boot is not Accepted")
         validate_request(action, call.payload)
         if action is StationAction.HEARTBEAT:
@@ -145,12 +161,15 @@ class Relay:
         return {}
 
     async def _accepted(self, session: StationSession) -> bool:
+        return await self._boot_status(session) == ACCEPTED
+
+    async def _boot_status(self, session: StationSession) -> str | None:
         if session.boot_status is None and session.registration is not None:
             try:
                 session.boot_status = await asyncio.shield(session.registration)
             except (BusError, asyncio.CancelledError) as exc:
                 raise InternalError("registration state unavailable, try again") from exc
-        return session.boot_status == ACCEPTED
+        return session.boot_status
 
     def _station_message(self, session: StationSession, call: Call) -> StationMessage:
         return {
@@ -202,6 +221,9 @@ class Relay:
         if message.type == topology.TAKEOVER:
             await self._on_takeover(cast(Takeover, message.body))
             return None
+        if message.type == topology.REGISTRY_CHANGED:
+            await self._on_registry_changed(cast(RegistryChanged, message.body))
+            return None
         request = cast(CommandRequest, message.body)
         station_id = request["stationId"]
         session = self.sessions.get(station_id)
@@ -210,8 +232,38 @@ class Relay:
                 return None  # the gateway that holds it now answers
             reply: CommandReply = {"outcome": "notConnected"}
             return dict(reply)
+        refusal = await self._command_refusal(session, request["action"])
+        if refusal is not None:
+            return dict(refusal)
         answer = await session.call(request["action"], request["payload"], request["deadline"])
+        if (
+            request["action"] == "TriggerMessage"
+            and answer.get("payload", {}).get("status") == ACCEPTED
+        ):
+            session.allow_trigger(request["payload"]["requestedMessage"], _TRIGGER_WINDOW)
         return dict(answer)
+
+    async def _command_refusal(self, session: StationSession, action: str) -> CommandReply | None:
+        try:
+            status = await self._boot_status(session)
+        except InternalError:
+            return {"outcome": "notAllowed", "reason": "registration state unavailable"}
+        if session.queue_full(self._settings.max_queued_commands):
+            return {"outcome": "busy", "reason": "too many commands queued for the station"}
+        if status == ACCEPTED or (status == PENDING and action in PENDING_COMMANDS):
+            return None
+        shown = "not booted" if status is None else status
+        return {"outcome": "notAllowed", "reason": f"{action} not allowed: station is {shown}"}
+
+    async def _on_registry_changed(self, change: RegistryChanged) -> None:
+        station_id = change["stationId"]
+        self._admission.forget(station_id)
+        session = self.sessions.get(station_id)
+        if session is None:
+            return
+        if change["removed"] or change["registrationStatus"] == "Rejected":
+            log.info("station %s deregistered or rejected; closing its socket", station_id)
+            await session.close(CLOSE_DEREGISTERED, "registration withdrawn")
 
     async def _on_takeover(self, takeover: Takeover) -> None:
         session = self.sessions.get(takeover["stationId"])

@@ -12,9 +12,11 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from csms.config import Settings
-from csms_gateway.identity import BadIdentity, BadPath, station_id_from_path
+from csms.ocpp.identity import BadIdentity, BadPath, station_id_from_path
+from csms_gateway.admission import Admission
 from csms_gateway.relay import Relay
-from csms_gateway.session import StationSession
+from csms_gateway.session import RateLimit, StationSession
+from csms_gateway.tls import common_name, server_context
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +27,12 @@ CLOSE_GOING_AWAY = 1001
 
 
 class OcppServer:
-    def __init__(self, relay: Relay, settings: Settings) -> None:
+    def __init__(self, relay: Relay, admission: Admission, settings: Settings) -> None:
         self._relay = relay
+        self._admission = admission
         self._settings = settings
         self._server: Server | None = None
+        self._ssl = server_context(settings)
 
     @property
     def port(self) -> int:
@@ -48,6 +52,7 @@ class OcppServer:
             ping_timeout=self._settings.ping_timeout,
             max_size=self._settings.max_frame_bytes,
             server_header=None,
+            ssl=self._ssl,
         )
         log.info("OCPP endpoint listening on port %d", self.port)
 
@@ -56,16 +61,47 @@ class OcppServer:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Everything that refuses a connection is decided here, before the upgrade."""
         if request.path == "/health":
             return connection.respond(HTTPStatus.OK, "ok\n")
+        if request.path == "/metrics":
+            return connection.respond(HTTPStatus.OK, self._metrics())
         try:
-            station_id_from_path(request.path)
+            station_id = station_id_from_path(request.path)
         except BadPath as exc:
             return connection.respond(HTTPStatus.NOT_FOUND, f"{exc}\n")
         except BadIdentity as exc:
+            self._admission.refusals["BadIdentity"] += 1
             return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
-        return None
+        if len(self._relay.sessions) >= self._settings.max_connections:
+            self._admission.refusals["TooManyConnections"] += 1
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "gateway full, try later\n")
+        refusal = await self._admission.admit(
+            station_id,
+            request.headers.get("Authorization"),
+            common_name(connection.transport.get_extra_info("peercert")),
+        )
+        if refusal is None:
+            return None
+        response = connection.respond(refusal.status, f"{refusal.reason}\n")
+        if refusal.basic_challenge:
+            response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
+
+    def _metrics(self) -> str:
+        lines = [
+            "# TYPE csms_gateway_connections gauge",
+            f"csms_gateway_connections {len(self._relay.sessions)}",
+            "# TYPE csms_gateway_refusals_total counter",
+        ]
+        lines += [
+            f'csms_gateway_refusals_total{{reason="{reason}"}} {count}'
+            for reason, count in sorted(self._admission.refusals.items())
+        ]
+        return "\n".join(lines) + "\n"
 
     @staticmethod
     def _select_subprotocol(
@@ -80,7 +116,15 @@ class OcppServer:
             return
         station_id = station_id_from_path(websocket.request.path if websocket.request else "")
         session = StationSession(
-            websocket, station_id, on_call=self._relay.on_call, on_traffic=self._relay.seen.note
+            websocket,
+            station_id,
+            on_call=self._relay.on_call,
+            on_traffic=self._relay.seen.note,
+            rate_limit=RateLimit(
+                self._settings.station_rate,
+                self._settings.station_burst,
+                self._settings.station_abuse_limit,
+            ),
         )
         try:
             await self._relay.attach(session)

@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from csms.bus.envelopes import CommandReply
-from csms.ocpp.errors import InternalError, OcppError
+from csms.ocpp.errors import GenericError, InternalError, OcppError
 from csms.ocpp.frames import (
     Call,
     CallError,
@@ -35,10 +35,39 @@ from csms.ocpp.validation import validate_response
 
 log = logging.getLogger(__name__)
 
+# RFC 6455: the peer broke a policy (here: sustained excess message rate).
+CLOSE_POLICY_VIOLATION = 1008
+
 # Station CALLs waiting to be answered; a station may have only one outstanding, so a few suffice.
 _INBOUND_BACKLOG = 16
 
 CallHandler = Callable[["StationSession", Call], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    rate: float
+    burst: int
+    abuse_limit: int
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 @dataclass(eq=False)
@@ -57,6 +86,7 @@ class StationSession:
         station_id: str,
         on_call: CallHandler,
         on_traffic: Callable[[str], None],
+        rate_limit: RateLimit,
     ) -> None:
         self.websocket = websocket
         self.station_id = station_id
@@ -71,6 +101,24 @@ class StationSession:
         self._inbound: asyncio.Queue[Call] = asyncio.Queue(_INBOUND_BACKLOG)
         self._outstanding: _OutstandingCall | None = None
         self._call_turn = asyncio.Lock()
+        self._calls_waiting = 0
+        # Station messages the CSMS asked for with TriggerMessage: action -> allowed until.
+        self._triggered: dict[str, float] = {}
+        self._bucket = TokenBucket(rate_limit.rate, rate_limit.burst)
+        self._abuse_limit = rate_limit.abuse_limit
+        self._refused_for_rate = 0
+
+    def allow_trigger(self, action: str, seconds: float) -> None:
+        self._triggered[action] = time.monotonic() + seconds
+
+    def take_trigger(self, action: str) -> bool:
+        """True once for a message the station sends because the CSMS triggered it."""
+        until = self._triggered.pop(action, 0.0)
+        return until > time.monotonic()
+
+    def queue_full(self, bound: int) -> bool:
+        """True when a new command would wait behind `bound` others and the one in flight."""
+        return self._call_turn.locked() and self._calls_waiting >= bound
 
     async def run(self) -> None:
         """Serve the connection until it closes."""
@@ -98,6 +146,9 @@ class StationSession:
                 await self.send(exc.to_call_error())
             return
         if isinstance(frame, Call):
+            if not self._bucket.take():
+                await self._refuse_for_rate(frame)
+                return
             if self._inbound.full():
                 await self.send(
                     call_error_for(frame.message_id, InternalError("too many CALLs in flight"))
@@ -106,6 +157,14 @@ class StationSession:
             self._inbound.put_nowait(frame)
         else:
             self._settle(frame)
+
+    async def _refuse_for_rate(self, call: Call) -> None:
+        self._refused_for_rate += 1
+        if self._refused_for_rate >= self._abuse_limit:
+            log.warning("station %s exceeds its message rate; closing", self.station_id)
+            await self.close(CLOSE_POLICY_VIOLATION, "message rate exceeded")
+            return
+        await self.send(call_error_for(call.message_id, GenericError("message rate exceeded")))
 
     async def _answer_calls(self) -> None:
         while True:
@@ -155,9 +214,13 @@ class StationSession:
 
     async def call(self, action: str, payload: dict[str, Any], deadline: float) -> CommandReply:
         """Send a CSMS CALL once it is this command's turn, and wait for the answer."""
+        self._calls_waiting += 1
+        waiting = True
         try:
             async with asyncio.timeout(max(0.0, deadline - time.time())):
                 async with self._call_turn:
+                    self._calls_waiting -= 1
+                    waiting = False
                     outstanding = _OutstandingCall(str(uuid.uuid4()), action)
                     self._outstanding = outstanding
                     try:
@@ -168,6 +231,9 @@ class StationSession:
                         self._outstanding = None
         except TimeoutError:
             return {"outcome": "timeout"}
+        finally:
+            if waiting:
+                self._calls_waiting -= 1
 
     async def send(self, frame: Frame) -> bool:
         try:

@@ -1,4 +1,5 @@
-"""The composition root: `csms run | gateway | worker | api | migrate | probe`."""
+"""The composition root: `csms run | gateway | worker | api | migrate | stations | tokens |
+simulate | probe`."""
 
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="bring the database schema to the newest version")
 
+    from csms import admin
+    from csms.simulator import cli as simulator_cli
+
+    admin.add_arguments(commands)
+    simulate = commands.add_parser(
+        "simulate", help="run N simulated OCPP 2.0.1 stations against a CSMS (load testing)"
+    )
+    simulator_cli.add_arguments(simulate)
+
     probe = commands.add_parser("probe", help="exit 0 when GET URL answers 200 (health checks)")
     probe.add_argument("url")
     probe.add_argument("--timeout", type=float, default=3.0)
@@ -52,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         from csms.probe import probe
 
         sys.exit(0 if probe(args.url, args.timeout) else 1)
+    if args.command == "simulate":
+        from csms.simulator import cli as simulator_cli
+
+        sys.exit(simulator_cli.run(args))
+    if args.command in ("stations", "tokens"):
+        from csms import admin
+
+        sys.exit(asyncio.run(admin.run(args, settings)))
     if args.command == "migrate":
         from csms.db.migrate import upgrade_to_head
 

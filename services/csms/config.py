@@ -72,6 +72,34 @@ class Settings(BaseSettings):
     consumer_prefetch: int = Field(default=64, ge=1)
     max_redeliveries: int = Field(default=5, ge=1)
 
+    # Station admission (OCPP 2.0.1 security profiles): the profile of this gateway's listener.
+    # 0: no authentication (development); 1: Basic auth; 2: TLS + Basic auth; 3: mutual TLS.
+    security_profile: int = Field(default=0, ge=0, le=3)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # CA bundle that client certificates must chain to (profile 3).
+    tls_ca_file: str | None = None
+    # How long a gateway trusts the credentials it looked up (changes are also broadcast).
+    credentials_cache_ttl: float = Field(default=60.0, gt=0)
+    # Failed password checks per station before further checks are refused for a while.
+    auth_failure_limit: int = Field(default=5, ge=1)
+    auth_lockout: float = Field(default=60.0, gt=0)
+
+    # Input limits.
+    max_connections: int = Field(default=20000, ge=1)
+    # Token bucket per station: sustained CALLs per second and burst.
+    station_rate: float = Field(default=20.0, gt=0)
+    station_burst: int = Field(default=40, ge=1)
+    # CALLs refused for rate before the socket is closed.
+    station_abuse_limit: int = Field(default=100, ge=1)
+    # Commands waiting behind the one in flight, per station.
+    max_queued_commands: int = Field(default=16, ge=0)
+
+    # Operator API bearer tokens given in the environment (comma-separated), besides those
+    # issued with `csms tokens add`. With no token anywhere the API is open (development).
+    api_tokens: str = ""
+    api_read_tokens: str = ""
+
     log_level: str = "INFO"
     log_json: bool = False
 

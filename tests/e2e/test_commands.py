@@ -52,11 +52,8 @@ async def test_reset_scheduled_stays_open(
     station = await _booted(deployment.ocpp_url, station_id)
     station.answer = "Scheduled"
     try:
-        response = await api.post(
-            f"/stations/{station_id}/reset", json={"type": "Immediate", "evseId": 1}
-        )
+        response = await api.post(f"/stations/{station_id}/reset", json={"type": "OnIdle"})
         assert response.json() == {"status": "Scheduled"}
-        assert station.received[0] == ("Reset", {"type": "Immediate", "evseId": 1})
         command = (await api.get(f"/stations/{station_id}/commands")).json()["items"][0]
         assert (command["open"], command["closedAt"]) == (True, None)
         await station.boot(reason="ScheduledReset")
@@ -64,6 +61,23 @@ async def test_reset_scheduled_stays_open(
             lambda: api.get(f"/stations/{station_id}/commands"),
             lambda r: r.json()["items"][0]["open"] is False,
         )
+    finally:
+        await station.stop()
+
+
+async def test_reset_of_one_evse_reboots_no_station_so_it_is_not_left_open(
+    deployment: Deployment, api: httpx.AsyncClient, station_id: str
+) -> None:
+    station = await _booted(deployment.ocpp_url, station_id)
+    station.reboot_on_reset = False
+    try:
+        response = await api.post(
+            f"/stations/{station_id}/reset", json={"type": "Immediate", "evseId": 1}
+        )
+        assert response.json() == {"status": "Accepted"}
+        assert station.received[0] == ("Reset", {"type": "Immediate", "evseId": 1})
+        command = (await api.get(f"/stations/{station_id}/commands")).json()["items"][0]
+        assert (command["open"], command["outcome"]) == (False, "answered")
     finally:
         await station.stop()
 

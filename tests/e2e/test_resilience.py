@@ -68,7 +68,7 @@ async def test_messages_answered_while_no_worker_runs_are_stored_when_one_return
                 await eventually(
                     lambda: api.get("/stations/CS-crash-1"),
                     lambda r: bool(r.json()["evses"]),
-                    timeout=20,
+                    timeout=40,
                 )
             ).json()
             assert body["evses"][0]["connectors"][0]["status"] == "Occupied"
@@ -93,7 +93,7 @@ async def test_a_dead_gateways_stations_go_offline_and_reconnect_elsewhere(
         await eventually(
             lambda: api.get("/stations/CS-crash-2"),
             lambda r: r.json()["connected"] is False,
-            timeout=20,
+            timeout=40,
         )
         again = await connect_station(fragile.ocpp_urls[1], "CS-crash-2")
         try:

@@ -86,6 +86,17 @@ class Deployment:
     api_url: str
     processes: list[Process] = field(default_factory=list)
 
+    def csms(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a `csms` command (e.g. `tokens add`) against this deployment's settings."""
+        return subprocess.run(
+            [*CSMS, *args],
+            env=self.processes[0].env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
     @property
     def ocpp_url(self) -> str:
         return self.ocpp_urls[0]
@@ -112,9 +123,10 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env | TEST_SETTINGS | extra
 
 
-def standalone(workdir: Path) -> Deployment:
+def standalone(workdir: Path, settings: dict[str, str] | None = None) -> Deployment:
     ocpp_port, api_port = free_port(), free_port()
-    env = _env({"CSMS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'csms.db'}"})
+    database = {"CSMS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'csms.db'}"}
+    env = _env(database | (settings or {}))
     process = Process(
         "csms-run",
         ["run", "--ocpp-port", str(ocpp_port), "--api-port", str(api_port), "--host", "127.0.0.1"],
@@ -122,9 +134,10 @@ def standalone(workdir: Path) -> Deployment:
         workdir / "run.log",
         f"http://127.0.0.1:{api_port}/health",
     )
+    scheme = "wss" if int((settings or {}).get("CSMS_SECURITY_PROFILE", "0")) >= 2 else "ws"
     return Deployment(
         "standalone",
-        [f"ws://127.0.0.1:{ocpp_port}/ocpp"],
+        [f"{scheme}://localhost:{ocpp_port}/ocpp"],
         f"http://127.0.0.1:{api_port}",
         [process],
     )

@@ -11,8 +11,10 @@ from websockets.asyncio.client import ClientConnection
 from tests.support.station import SUBPROTOCOL
 
 
-async def connect_raw(base_url: str, station_id: str) -> ClientConnection:
-    return await websockets.connect(f"{base_url}/{station_id}", subprotocols=[SUBPROTOCOL])
+async def connect_raw(base_url: str, station_id: str, **connect: Any) -> ClientConnection:
+    return await websockets.connect(
+        f"{base_url}/{station_id}", subprotocols=[SUBPROTOCOL], **connect
+    )
 
 
 async def exchange(connection: ClientConnection, frame: str | list[Any]) -> list[Any]:

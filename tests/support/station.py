@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,10 @@ class Station(ChargePoint):
         self.reboot_on_reset = True
         self.booted = asyncio.Event()
         self.rebooting: asyncio.Task[None] | None = None
+        self.connect_options: dict[str, Any] = {}
+        self.trigger_answer = "Accepted"
+        self.boot_reasons: list[str] = []
+        self.last_boot_status: str | None = None
         self._runner: asyncio.Task[None] | None = None
 
     def run(self) -> None:
@@ -79,20 +84,37 @@ class Station(ChargePoint):
             status=await self._answer("ChangeAvailability", payload)
         )
 
+    @on("TriggerMessage")
+    async def on_trigger_message(self, requested_message: str, **extra: Any) -> Any:
+        self.received.append(("TriggerMessage", {"requestedMessage": requested_message}))
+        return call_result.TriggerMessage(status=self.trigger_answer)
+
+    @after("TriggerMessage")
+    async def after_trigger_message(self, requested_message: str, **extra: Any) -> None:
+        if requested_message == "BootNotification" and self.trigger_answer == "Accepted":
+            self.rebooting = asyncio.create_task(self._boot_in_background("Triggered"))
+
+    async def _boot_in_background(self, reason: str) -> None:
+        await self.boot(reason=reason)
+
     async def reboot(self) -> None:
         """What a real station does after a Reset: drop the socket, reconnect, boot again."""
         await asyncio.sleep(0.2)
         await self.stop()
-        self._connection = await websockets.connect(self.url, subprotocols=[SUBPROTOCOL])
+        self._connection = await websockets.connect(
+            self.url, subprotocols=[SUBPROTOCOL], **self.connect_options
+        )
         self.run()
         await self.boot(reason="RemoteReset")
 
     async def boot(self, reason: str = "PowerUp", **station: Any) -> Any:
         charging_station = {"model": "Model-T2", "vendor_name": "TestVendor"} | station
+        self.boot_reasons.append(reason)
         response = await self.call(
             call.BootNotification(charging_station=charging_station, reason=reason),
             suppress=False,
         )
+        self.last_boot_status = response.status
         self.booted.set()
         return response
 
@@ -128,9 +150,16 @@ class Station(ChargePoint):
         )
 
 
-async def connect_station(base_url: str, station_id: str) -> Station:
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def connect_station(base_url: str, station_id: str, **connect: Any) -> Station:
+    """Connect and serve; `connect` goes to websockets.connect (headers, ssl)."""
     url = f"{base_url}/{station_id}"
-    connection = await websockets.connect(url, subprotocols=[SUBPROTOCOL])
+    connection = await websockets.connect(url, subprotocols=[SUBPROTOCOL], **connect)
     station = Station(station_id, connection, url)
+    station.connect_options = connect
     station.run()
     return station

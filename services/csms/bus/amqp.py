@@ -68,6 +68,9 @@ class AmqpBus(Bus):
         self._exchanges[topology.COMMANDS_EXCHANGE] = await channel.declare_exchange(
             topology.COMMANDS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
         )
+        self._exchanges[topology.CONTROL_EXCHANGE] = await channel.declare_exchange(
+            topology.CONTROL_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+        )
         self._exchanges[""] = channel.default_exchange
 
     async def declare_work_queues(self) -> None:
@@ -159,8 +162,10 @@ class AmqpBus(Bus):
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)
         self._inbox = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
-        # Commands run concurrently: each waits on its own station.
-        await self._start_consumer(self._inbox, handler, self._prefetch)
+        await self._inbox.bind(topology.CONTROL_EXCHANGE)
+        # Commands run concurrently, each waiting on its own station. A failed one is not
+        # retried: it may have reached the station already, and its requester times out.
+        await self._start_consumer(self._inbox, handler, self._prefetch, retry=False)
 
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
@@ -171,13 +176,13 @@ class AmqpBus(Bus):
         await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
 
     async def _start_consumer(
-        self, queue: AbstractQueue, handler: Handler, concurrency: int
+        self, queue: AbstractQueue, handler: Handler, concurrency: int, retry: bool = True
     ) -> None:
         # Deliveries pass through a local queue so that `concurrency` bounds the handlers in flight
         # and a single worker keeps the broker's order.
         backlog: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         for _ in range(concurrency):
-            task = asyncio.create_task(self._work(queue.name, backlog, handler))
+            task = asyncio.create_task(self._work(queue.name, backlog, handler, retry))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -187,14 +192,18 @@ class AmqpBus(Bus):
         await queue.consume(enqueue)
 
     async def _work(
-        self, queue: str, backlog: asyncio.Queue[AbstractIncomingMessage], handler: Handler
+        self,
+        queue: str,
+        backlog: asyncio.Queue[AbstractIncomingMessage],
+        handler: Handler,
+        retry: bool,
     ) -> None:
         while True:
             incoming = await backlog.get()
-            await self._handle(queue, incoming, handler)
+            await self._handle(queue, incoming, handler, retry)
 
     async def _handle(
-        self, queue: str, incoming: AbstractIncomingMessage, handler: Handler
+        self, queue: str, incoming: AbstractIncomingMessage, handler: Handler, retry: bool
     ) -> None:
         try:
             body = BusMessage.decode_body(incoming.body)
@@ -216,6 +225,9 @@ class AmqpBus(Bus):
             raise
         except Exception:
             log.exception("handler for %s failed on message %s", queue, incoming.message_id)
+            if not retry:
+                await _settle(incoming.reject(requeue=False))
+                return
             await asyncio.sleep(_REDELIVERY_DELAY)
             await _settle(incoming.nack(requeue=True))
             return

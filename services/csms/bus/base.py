@@ -47,7 +47,8 @@ class Bus(ABC):
 
     @abstractmethod
     async def open_inbox(self, queue: str, handler: Handler) -> None:
-        """Declare and consume this process's exclusive queue on the commands exchange."""
+        """Declare and consume this process's exclusive queue on the commands exchange; it
+        also receives everything published to the control exchange."""
 
     @abstractmethod
     async def bind_inbox(self, routing_key: str) -> None: ...

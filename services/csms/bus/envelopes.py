@@ -71,10 +71,26 @@ class Takeover(TypedDict):
     connectionId: str
 
 
+class CredentialsReply(TypedDict):
+    registered: bool
+    securityProfile: int
+    passwordHash: str | None
+    registrationStatus: str | None
+
+
+class RegistryChanged(TypedDict):
+    """An operator changed or removed a station's registration."""
+
+    stationId: str
+    registrationStatus: str | None
+    removed: bool
+
+
 class CommandReply(TypedDict):
-    # answered | callError | timeout | notConnected
+    # answered | callError | timeout | disconnected | notConnected | notAllowed | busy
     outcome: str
     payload: NotRequired[dict[str, Any]]
     errorCode: NotRequired[str]
     errorDescription: NotRequired[str]
     errorDetails: NotRequired[dict[str, Any]]
+    reason: NotRequired[str]

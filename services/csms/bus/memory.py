@@ -8,6 +8,7 @@ handler succeeded, because with no broker the consumer's commit is the only safe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # A failed delivery is retried after this pause, so a broken database is not hammered.
 _REDELIVERY_DELAY = 0.2
+# Commands handled at once by the gateway's inbox (each waits on its own station).
+_INBOX_CONCURRENCY = 64
 
 
 @dataclass(eq=False)
@@ -103,6 +106,8 @@ class MemoryBus(Bus):
             ]
         if exchange == topology.COMMANDS_EXCHANGE:
             return list(self._direct_bindings.get(routing_key, ()))
+        if exchange == topology.CONTROL_EXCHANGE:
+            return [self._inbox] if self._inbox is not None else []
         if exchange == "":
             queue = self._queues.get(routing_key)
             return [queue] if queue else []
@@ -121,7 +126,9 @@ class MemoryBus(Bus):
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         self._inbox = _Queue(queue, durable=False)
         self._queues[queue] = self._inbox
-        self._spawn(self._consume_loop(self._inbox, handler))
+        # As on RabbitMQ: commands run concurrently and a failed one is not retried.
+        for _ in range(_INBOX_CONCURRENCY):
+            self._spawn(self._consume_loop(self._inbox, handler, retry=False))
 
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
@@ -139,15 +146,17 @@ class MemoryBus(Bus):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _consume_loop(self, queue: _Queue, handler: Handler) -> None:
+    async def _consume_loop(self, queue: _Queue, handler: Handler, retry: bool = True) -> None:
         while True:
             delivery = await queue.items.get()
-            await self._deliver(queue, delivery, handler)
+            await self._deliver(queue, delivery, handler, retry)
 
-    async def _deliver(self, queue: _Queue, delivery: _Delivery, handler: Handler) -> None:
-        message = delivery.message
-        for attempt in range(self._max_redeliveries + 1):
-            message.redelivered = attempt > 0
+    async def _deliver(
+        self, queue: _Queue, delivery: _Delivery, handler: Handler, retry: bool
+    ) -> None:
+        attempts = self._max_redeliveries + 1 if retry else 1
+        for attempt in range(attempts):
+            message = dataclasses.replace(delivery.message, redelivered=attempt > 0)
             try:
                 reply = await handler(message)
             except asyncio.CancelledError:
@@ -162,6 +171,6 @@ class MemoryBus(Bus):
             if delivery.acked is not None and not delivery.acked.done():
                 delivery.acked.set_result(None)
             return
-        self.dead_letters.append(message)
+        self.dead_letters.append(delivery.message)
         if delivery.acked is not None and not delivery.acked.done():
             delivery.acked.set_exception(BusError(f"dead-lettered from {queue.name}: {last_error}"))

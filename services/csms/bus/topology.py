@@ -8,6 +8,8 @@ from dataclasses import dataclass
 EVENTS_EXCHANGE = "csms.events"
 # CSMS-initiated calls and gateway control messages, routed by station id.
 COMMANDS_EXCHANGE = "csms.commands"
+# Registry changes every gateway must hear (cached credentials, evictions): fanout.
+CONTROL_EXCHANGE = "csms.control"
 # Messages a consumer failed on too often end up here, kept for inspection.
 DEAD_LETTER_EXCHANGE = "csms.dead"
 DEAD_LETTER_QUEUE = "csms.dead"
@@ -15,10 +17,14 @@ DEAD_LETTER_QUEUE = "csms.dead"
 STATION_CONNECTED = "station.connected"
 STATION_DISCONNECTED = "station.disconnected"
 STATION_SEEN = "station.seen"
+# A gateway asks for a station's credentials before admitting a connection.
+STATION_CREDENTIALS = "station.credentials"
 
 # Message types (the AMQP `type` property) on the commands exchange.
 COMMAND = "command"
 TAKEOVER = "takeover"
+# Message type on the control exchange.
+REGISTRY_CHANGED = "registry.changed"
 
 
 def ocpp_key(action: str) -> str:
@@ -46,7 +52,9 @@ PRESENCE_QUEUE = WorkQueue(
     "events.presence", (STATION_CONNECTED, STATION_DISCONNECTED, STATION_SEEN)
 )
 
-WORK_QUEUES = (BOOT_QUEUE, STATUS_QUEUE, ALERTS_QUEUE, PRESENCE_QUEUE)
+REGISTRY_QUEUE = WorkQueue("events.registry", (STATION_CREDENTIALS,))
+
+WORK_QUEUES = (BOOT_QUEUE, STATUS_QUEUE, ALERTS_QUEUE, PRESENCE_QUEUE, REGISTRY_QUEUE)
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:

@@ -19,6 +19,10 @@ class Outcome(StrEnum):
     CALL_ERROR = "callError"
     TIMEOUT = "timeout"
     NOT_CONNECTED = "notConnected"
+    # The gateway refused to send it: the station's boot is not Accepted (Pending allows a few).
+    NOT_ALLOWED = "notAllowed"
+    # Too many commands already queued for the station.
+    BUSY = "busy"
 
 
 # Answers after which a Reset is still under way until the station boots again.
@@ -65,8 +69,10 @@ async def record_outcome(
     command.error_description = error_description
     if outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR):
         command.answered_at = at
+    # A Reset of one EVSE (evseId) reboots no station: nothing to wait for.
     under_way = (
         command.action == "Reset"
+        and "evseId" not in command.request
         and outcome == Outcome.ANSWERED
         and response is not None
         and response.get("status") in _RESET_UNDER_WAY

@@ -40,8 +40,15 @@ class Station(Base):
     __tablename__ = "station"
 
     id: Mapped[str] = mapped_column(String(IDENTITY_LENGTH), primary_key=True)
-    # The operator's decision (Accepted/Pending/Rejected); None leaves it to the policy setting.
+    # The operator's decision (Accepted/Pending/Rejected); None: never registered, the
+    # unknown-station policy decides.
     registration_status: Mapped[str | None] = mapped_column(String(16))
+    # OCPP security profile the station must connect with (0: none, 1: Basic, 2: TLS+Basic,
+    # 3: mutual TLS); it may never connect with a lower one.
+    security_profile: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Salted slow hash (argon2id) of the Basic-auth password; never the password itself.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    registered_at: Mapped[datetime | None]
     # The status the CSMS last answered a BootNotification with; None: never booted.
     boot_status: Mapped[str | None] = mapped_column(String(16))
     heartbeat_interval: Mapped[int | None] = mapped_column(Integer)
@@ -58,6 +65,31 @@ class Station(Base):
     connection_id: Mapped[str | None] = mapped_column(String(36))
     connected_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+
+
+class StationConnector(Base):
+    """A connector of the station's registered layout, with its type (e.g. cType2, cCCS2)."""
+
+    __tablename__ = "station_connector"
+
+    station_id: Mapped[str] = mapped_column(String(IDENTITY_LENGTH), primary_key=True)
+    evse_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connector_type: Mapped[str | None] = mapped_column(String(20))
+
+
+class ApiToken(Base):
+    """A bearer token for the operator API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # "read": GET routes only; "write": everything.
+    scope: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class StationConnection(Base):

@@ -22,6 +22,7 @@ class CsmsAction(StrEnum):
 
     RESET = "Reset"
     CHANGE_AVAILABILITY = "ChangeAvailability"
+    TRIGGER_MESSAGE = "TriggerMessage"
 
 
 def check_station_action(action: str) -> StationAction:

@@ -7,6 +7,7 @@ Schema violations map onto the RPC error codes of Part 4, Table 8.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -79,4 +80,5 @@ def _validate(validator: Validator, payload: dict[str, Any]) -> None:
         error_class = _ERROR_BY_RULE.get(exc.rule or "", FormatViolation)
         field = ".".join(str(part) for part in (exc.path or [])[1:])
         details = {"field": field} if field else {}
-        raise error_class(exc.message.replace("data.", "", 1), details) from None
+        message = re.sub(r"^data\.? ?", "" if field else "payload ", exc.message).strip()
+        raise error_class(message, details) from None

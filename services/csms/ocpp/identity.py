@@ -19,6 +19,15 @@ class BadIdentity(ValueError):
     """The identity has characters outside the OCPP identifier set or is too long."""
 
 
+def check_identity(identity: str) -> None:
+    """Raise BadIdentity unless `identity` is a valid OCPP station identity."""
+    if not _IDENTITY.fullmatch(identity):
+        raise BadIdentity(
+            f"station identity must be 1-{MAX_IDENTITY_LENGTH} characters of "
+            "A-Z a-z 0-9 * - _ = + | @ ."
+        )
+
+
 def station_id_from_path(path: str) -> str:
     """Return the percent-decoded identity of `/ocpp/<identity>`, or raise BadPath/BadIdentity."""
     route = urlsplit(path).path
@@ -28,9 +37,5 @@ def station_id_from_path(path: str) -> str:
     if not encoded or "/" in encoded:
         raise BadPath(f"expected {OCPP_PATH_PREFIX}<stationId>")
     identity = unquote(encoded)
-    if not _IDENTITY.fullmatch(identity):
-        raise BadIdentity(
-            f"station identity must be 1-{MAX_IDENTITY_LENGTH} characters of "
-            "A-Z a-z 0-9 * - _ = + | @ ."
-        )
+    check_identity(identity)
     return identity

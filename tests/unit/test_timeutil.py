@@ -1,0 +1,73 @@
+"""OCPP date-time strings in and out, always in UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from csms.timeutil import format_datetime, parse_datetime, utcnow
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-01T12:00:00Z", datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T12:00:00z", datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T12:00:00+00:00", datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T14:30:00+02:30", datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T07:00:00-05:00", datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T00:30:00+01:00", datetime(2024, 4, 30, 23, 30, 0, tzinfo=UTC)),
+        ("2024-05-01T12:00:00", datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)),
+        ("2024-05-01T12:00:00.5Z", datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)),
+        ("2024-05-01T12:00:00.123Z", datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)),
+        ("2024-05-01T12:00:00.123456+00:00", datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)),
+        ("2024-05-01T12:00:00.250", datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)),
+    ],
+)
+def test_parse_returns_aware_utc(text: str, expected: datetime) -> None:
+    parsed = parse_datetime(text)
+    assert parsed == expected
+    assert parsed.utcoffset() == timedelta(0)
+    assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "isoformat"),
+        ("yesterday", "isoformat"),
+        ("2024-13-01T00:00:00Z", "month"),
+        ("2024-05-01T25:00:00Z", "hour"),
+    ],
+)
+def test_parse_rejects_what_is_not_a_date_time(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_datetime(text)
+
+
+def test_format_is_utc_with_z_and_milliseconds_by_default() -> None:
+    value = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert format_datetime(value) == "2024-05-01T12:00:00.123Z"
+
+
+def test_format_writes_zero_milliseconds() -> None:
+    assert format_datetime(datetime(2024, 5, 1, 12, tzinfo=UTC)) == "2024-05-01T12:00:00.000Z"
+
+
+def test_format_timespec_can_be_chosen() -> None:
+    value = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert format_datetime(value, "seconds") == "2024-05-01T12:00:00Z"
+    assert format_datetime(value, "microseconds") == "2024-05-01T12:00:00.123456Z"
+
+
+def test_format_and_parse_round_trip_at_millisecond_precision() -> None:
+    value = datetime(2024, 2, 29, 23, 59, 59, 999000, tzinfo=UTC)
+    assert parse_datetime(format_datetime(value)) == value
+
+
+def test_utcnow_is_aware_utc_and_formats_with_z() -> None:
+    now = utcnow()
+    assert now.tzinfo is UTC
+    assert abs(datetime.now(UTC) - now) < timedelta(seconds=5)
+    assert format_datetime(now).endswith("Z")
