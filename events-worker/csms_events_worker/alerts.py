@@ -8,23 +8,25 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.bus.envelopes import StationMessage
-from csms.db.events import Gap, close_unfinished_reports, record_notify_event
+from csms.db.events import Gap, NotifyEventReport, close_unfinished_reports, record_notify_events
 from csms.timeutil import parse_datetime, utcnow
 
 log = logging.getLogger(__name__)
 
 
-async def handle_notify_event(session: AsyncSession, message: StationMessage) -> None:
-    payload = message["payload"]
-    gaps = await record_notify_event(
-        session,
-        station_id=message["stationId"],
-        ocpp_message_id=message["ocppMessageId"],
-        payload=payload,
-        generated_at=parse_datetime(payload["generatedAt"]),
-        received_at=parse_datetime(message["receivedAt"]),
-    )
-    for gap in gaps:
+async def handle_notify_events(session: AsyncSession, messages: list[StationMessage]) -> None:
+    """A batch, in publish order (the queue has a single active consumer)."""
+    reports = [
+        NotifyEventReport(
+            station_id=message["stationId"],
+            ocpp_message_id=message["ocppMessageId"],
+            payload=message["payload"],
+            generated_at=parse_datetime(message["payload"]["generatedAt"]),
+            received_at=parse_datetime(message["receivedAt"]),
+        )
+        for message in messages
+    ]
+    for gap in await record_notify_events(session, reports):
         _log_gap(gap)
 
 

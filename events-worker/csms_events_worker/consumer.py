@@ -13,18 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from csms.bus import topology
 from csms.bus.base import Bus
 from csms.bus.envelopes import StationMessage
-from csms.bus.message import Body, BusMessage
+from csms.bus.message import BatchHandler, Body, BusMessage, Outcome, one_by_one
 from csms.config import Settings
 from csms.db.boots import BootPolicy
-from csms_events_worker.alerts import close_stale_reports, handle_notify_event
+from csms_events_worker.alerts import close_stale_reports, handle_notify_events
 from csms_events_worker.boot import handle_boot_notification
 from csms_events_worker.presence import close_dead_gateways, handle_presence
 from csms_events_worker.registry import handle_credentials
-from csms_events_worker.status import handle_status_notification
+from csms_events_worker.status import handle_status_notifications
 
 log = logging.getLogger(__name__)
 
 SessionHandler = Callable[[AsyncSession, BusMessage], Awaitable[Body | None]]
+BulkHandler = Callable[[AsyncSession, list[BusMessage]], Awaitable[None]]
 
 
 class EventsWorker:
@@ -43,26 +44,30 @@ class EventsWorker:
 
     async def start(self) -> None:
         await self._bus.declare_work_queues()
-        concurrency = self._settings.consumer_prefetch
-        await self._bus.consume(
-            topology.BOOT_QUEUE.name, self._transactional(self._boot), concurrency=concurrency
+        handlers: list[tuple[str, SessionHandler, int]] = [
+            (topology.BOOT_QUEUE.name, self._boot, self._settings.consumer_concurrency),
+            (topology.PRESENCE_QUEUE.name, handle_presence, self._settings.consumer_concurrency),
+            (topology.REGISTRY_QUEUE.name, handle_credentials, self._settings.consumer_concurrency),
+        ]
+        for queue, handler, concurrency in handlers:
+            await self._bus.consume_batches(
+                queue,
+                self._transactional(handler),
+                concurrency=concurrency,
+                max_batch=self._settings.consumer_batch,
+            )
+        # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
+        await self._bus.consume_batches(
+            topology.ALERTS_QUEUE.name,
+            self._in_bulk(self._alerts),
+            concurrency=1,
+            max_batch=self._settings.consumer_batch,
         )
-        await self._bus.consume(
-            topology.STATUS_QUEUE.name, self._transactional(self._status), concurrency=concurrency
-        )
-        # NotifyEvent order carries meaning (seqNo): one at a time, in publish order.
-        await self._bus.consume(
-            topology.ALERTS_QUEUE.name, self._transactional(self._alerts), concurrency=1
-        )
-        await self._bus.consume(
-            topology.PRESENCE_QUEUE.name,
-            self._transactional(handle_presence),
-            concurrency=concurrency,
-        )
-        await self._bus.consume(
-            topology.REGISTRY_QUEUE.name,
-            self._transactional(handle_credentials),
-            concurrency=concurrency,
+        await self._bus.consume_batches(
+            topology.STATUS_QUEUE.name,
+            self._in_bulk(self._statuses),
+            concurrency=self._settings.consumer_concurrency,
+            max_batch=self._settings.consumer_batch,
         )
         self._maintenance = asyncio.create_task(self._maintain())
 
@@ -72,12 +77,22 @@ class EventsWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
 
-    def _transactional(
-        self, handler: SessionHandler
-    ) -> Callable[[BusMessage], Awaitable[Body | None]]:
-        async def run(message: BusMessage) -> Body | None:
+    def _transactional(self, handler: SessionHandler) -> BatchHandler:
+        """One transaction per batch (one commit for many messages); if it fails, each message
+        is tried in a transaction of its own so that one bad message fails alone."""
+
+        async def alone(message: BusMessage) -> Body | None:
             async with self._sessions() as session, session.begin():
                 return await handler(session, message)
+
+        async def run(messages: list[BusMessage]) -> list[Outcome]:
+            if len(messages) > 1:
+                try:
+                    async with self._sessions() as session, session.begin():
+                        return [await handler(session, message) for message in messages]
+                except Exception:
+                    log.warning("a batch of %d failed; retrying one by one", len(messages))
+            return await one_by_one(alone)(messages)
 
         return run
 
@@ -87,11 +102,32 @@ class EventsWorker:
         )
         return dict(reply)
 
-    async def _status(self, session: AsyncSession, message: BusMessage) -> None:
-        await handle_status_notification(session, cast(StationMessage, message.body))
+    def _in_bulk(self, handler: BulkHandler) -> BatchHandler:
+        """One transaction and one set of statements for the whole batch; if it fails, each
+        message alone, so that a bad one fails by itself."""
 
-    async def _alerts(self, session: AsyncSession, message: BusMessage) -> None:
-        await handle_notify_event(session, cast(StationMessage, message.body))
+        async def run(messages: list[BusMessage]) -> list[Outcome]:
+            try:
+                async with self._sessions() as session, session.begin():
+                    await handler(session, messages)
+                return [None] * len(messages)
+            except Exception as exc:
+                if len(messages) == 1:
+                    return [exc]
+                log.warning("a batch of %d failed; retrying one by one", len(messages))
+            return [(await run([message]))[0] for message in messages]
+
+        return run
+
+    async def _statuses(self, session: AsyncSession, messages: list[BusMessage]) -> None:
+        await handle_status_notifications(
+            session, [cast(StationMessage, message.body) for message in messages]
+        )
+
+    async def _alerts(self, session: AsyncSession, messages: list[BusMessage]) -> None:
+        await handle_notify_events(
+            session, [cast(StationMessage, message.body) for message in messages]
+        )
 
     async def _maintain(self) -> None:
         while True:

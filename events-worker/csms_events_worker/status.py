@@ -5,14 +5,20 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.bus.envelopes import StationMessage
-from csms.db.statuses import record_status
+from csms.db.statuses import StatusReport, record_statuses
 from csms.timeutil import parse_datetime
 
 
-async def handle_status_notification(session: AsyncSession, message: StationMessage) -> None:
+async def handle_status_notifications(
+    session: AsyncSession, messages: list[StationMessage]
+) -> None:
+    """A whole batch in two statements."""
+    await record_statuses(session, [_report(message) for message in messages])
+
+
+def _report(message: StationMessage) -> StatusReport:
     payload = message["payload"]
-    await record_status(
-        session,
+    return StatusReport(
         station_id=message["stationId"],
         evse_id=int(payload["evseId"]),
         connector_id=int(payload["connectorId"]),

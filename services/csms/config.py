@@ -68,8 +68,11 @@ class Settings(BaseSettings):
     command_timeout: float = Field(default=30.0, gt=0)
     command_timeout_max: float = Field(default=300.0, gt=0)
 
-    # Bus consumers.
+    # Bus consumers: handlers in flight per queue, and the most messages one transaction takes.
     consumer_prefetch: int = Field(default=64, ge=1)
+    consumer_concurrency: int = Field(default=4, ge=1)
+    consumer_batch: int = Field(default=200, ge=1)
+    database_pool_size: int = Field(default=24, ge=1)
     max_redeliveries: int = Field(default=5, ge=1)
 
     # Station admission (OCPP 2.0.1 security profiles): the profile of this gateway's listener.

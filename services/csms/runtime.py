@@ -46,7 +46,11 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
 
     bus = make_bus(settings)
     await bus.connect()
-    engine = create_engine(settings.database_url) if kind in ("run", "worker", "api") else None
+    engine = (
+        create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        if kind in ("run", "worker", "api")
+        else None
+    )
     sessions = create_session_factory(engine) if engine is not None else None
     worker = (
         EventsWorker(bus, sessions, settings) if sessions and kind in ("run", "worker") else None

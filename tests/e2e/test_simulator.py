@@ -71,9 +71,11 @@ async def test_a_fleet_boots_and_sends_traffic(
     assert summary["errors"] == {}
     # 20 boots, 40 initial statuses, and about 2 messages/s/station for 2 s.
     assert summary["sent"] >= 60 + 40, summary
-    assert summary["results"] == summary["sent"]
+    # Stopping may leave one CALL per station unanswered; every other one got its result.
+    assert summary["in_flight_at_stop"] <= 20
+    assert summary["results"] + summary["in_flight_at_stop"] == summary["sent"]
     latency = summary["latency_ms"]
-    assert latency["count"] == summary["sent"]
+    assert latency["count"] == summary["results"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     assert {"BootNotification", "StatusNotification", "NotifyEvent"} <= set(
         summary["latency_by_action_ms"]
@@ -83,14 +85,26 @@ async def test_a_fleet_boots_and_sends_traffic(
     assert progress[-1]["booted"] == 20
     assert "sent_per_s" in progress[-1]
 
-    first = await station(api, config.station_id(1))
+    # Workers store what the gateways acknowledged; in distributed mode that takes a moment.
+    first = await eventually(
+        lambda: station(api, config.station_id(1)), lambda body: len(body["evses"]) == 2
+    )
     assert first["bootStatus"] == "Accepted"
     assert (first["vendorName"], first["model"]) == ("CSMS-Simulator", "SimStation")
     assert [(evse["id"], len(evse["connectors"])) for evse in first["evses"]] == [(1, 1), (2, 1)]
     for evse in first["evses"]:
         assert evse["connectors"][0]["status"] in {"Available", "Occupied"}
-    events = (await api.get(f"/stations/{config.station_id(1)}/events")).json()
-    assert events["total"] >= 1
+
+    async def stored_events() -> int:
+        pages = [
+            (await api.get(f"/stations/{config.station_id(number)}/events")).json()
+            for number in range(1, 21)
+        ]
+        return sum(page["total"] for page in pages)
+
+    # Every acknowledged NotifyEvent (one eventData item each) is stored.
+    acknowledged = summary["latency_by_action_ms"]["NotifyEvent"]["count"]
+    await eventually(stored_events, lambda total: total >= acknowledged)
     # Stopping closed every socket: the CSMS sees the stations go.
     await eventually(
         lambda: station(api, config.station_id(20)), lambda body: body["connected"] is False

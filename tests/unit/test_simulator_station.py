@@ -143,7 +143,8 @@ async def test_boots_again_while_pending_then_reports_every_connector(csms: Fake
 
 
 async def test_answers_csms_calls(csms: FakeCsms) -> None:
-    station = SimulatedStation(1, config(csms), SimulationStats(1))
+    stats = SimulationStats(1)
+    station = SimulatedStation(1, config(csms), stats)
     async with running(station):
         await csms.boot()
         websocket, _ = await csms.expect("StatusNotification")  # left unanswered: the
@@ -172,6 +173,8 @@ async def test_answers_csms_calls(csms: FakeCsms) -> None:
         trigger = await csms.call(websocket, "TriggerMessage", {"requestedMessage": "MeterValues"})
         assert isinstance(trigger, CallResult)
         assert trigger.payload == {"status": "NotImplemented"}
+        assert (stats.sent, stats.results, stats.in_flight) == (2, 1, 1)
+    assert (stats.csms_calls, stats.in_flight) == (5, 0)
 
 
 async def test_change_availability_and_trigger_message_are_acted_upon(csms: FakeCsms) -> None:

@@ -19,7 +19,15 @@ from pamqp.commands import Basic
 
 from csms.bus import topology
 from csms.bus.base import Bus, cancel_tasks
-from csms.bus.message import Body, BusError, BusMessage, Handler, Unroutable
+from csms.bus.message import (
+    BatchHandler,
+    Body,
+    BusError,
+    BusMessage,
+    Handler,
+    Unroutable,
+    one_by_one,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,16 +154,18 @@ class AmqpBus(Bus):
             return
         self._deliver_reply(incoming.correlation_id, body)
 
-    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
+    async def consume_batches(
+        self, queue: str, handler: BatchHandler, *, concurrency: int = 1, max_batch: int = 1
+    ) -> None:
         assert self._connection is not None, "connect first"
         work_queue = next((q for q in topology.WORK_QUEUES if q.name == queue), None)
         if work_queue is None:
             raise BusError(f"{queue!r} is not a work queue")
         channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=max(self._prefetch, concurrency))
+        await channel.set_qos(prefetch_count=max(self._prefetch, concurrency * max_batch))
         # Declared (idempotently) on the consuming channel so a reconnect restores the consumer.
         amqp_queue = await self._declare_work_queue(channel, work_queue)
-        await self._start_consumer(amqp_queue, handler, concurrency)
+        await self._start_consumer(amqp_queue, handler, concurrency, max_batch)
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         assert self._connection is not None, "connect first"
@@ -165,7 +175,7 @@ class AmqpBus(Bus):
         await self._inbox.bind(topology.CONTROL_EXCHANGE)
         # Commands run concurrently, each waiting on its own station. A failed one is not
         # retried: it may have reached the station already, and its requester times out.
-        await self._start_consumer(self._inbox, handler, self._prefetch, retry=False)
+        await self._start_consumer(self._inbox, one_by_one(handler), self._prefetch, retry=False)
 
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
@@ -176,13 +186,18 @@ class AmqpBus(Bus):
         await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
 
     async def _start_consumer(
-        self, queue: AbstractQueue, handler: Handler, concurrency: int, retry: bool = True
+        self,
+        queue: AbstractQueue,
+        handler: BatchHandler,
+        concurrency: int,
+        max_batch: int = 1,
+        retry: bool = True,
     ) -> None:
         # Deliveries pass through a local queue so that `concurrency` bounds the handlers in flight
         # and a single worker keeps the broker's order.
         backlog: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         for _ in range(concurrency):
-            task = asyncio.create_task(self._work(queue.name, backlog, handler, retry))
+            task = asyncio.create_task(self._work(queue.name, backlog, handler, max_batch, retry))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -195,45 +210,69 @@ class AmqpBus(Bus):
         self,
         queue: str,
         backlog: asyncio.Queue[AbstractIncomingMessage],
-        handler: Handler,
+        handler: BatchHandler,
+        max_batch: int,
         retry: bool,
     ) -> None:
         while True:
-            incoming = await backlog.get()
-            await self._handle(queue, incoming, handler, retry)
+            batch = [await backlog.get()]
+            while len(batch) < max_batch and not backlog.empty():
+                batch.append(backlog.get_nowait())
+            await self._handle(queue, batch, handler, retry)
 
     async def _handle(
-        self, queue: str, incoming: AbstractIncomingMessage, handler: Handler, retry: bool
+        self,
+        queue: str,
+        batch: list[AbstractIncomingMessage],
+        handler: BatchHandler,
+        retry: bool,
     ) -> None:
-        try:
-            body = BusMessage.decode_body(incoming.body)
-        except ValueError:
-            log.error("dead-lettering undecodable message %s on %s", incoming.message_id, queue)
-            await incoming.reject(requeue=False)
+        deliveries: list[tuple[AbstractIncomingMessage, BusMessage]] = []
+        for incoming in batch:
+            try:
+                body = BusMessage.decode_body(incoming.body)
+            except ValueError:
+                log.error("dead-lettering undecodable message %s on %s", incoming.message_id, queue)
+                await _settle(incoming.reject(requeue=False))
+                continue
+            message = BusMessage(
+                body=body,
+                type=incoming.type or "",
+                message_id=incoming.message_id or "",
+                correlation_id=incoming.correlation_id,
+                reply_to=incoming.reply_to,
+                redelivered=bool(incoming.redelivered),
+            )
+            deliveries.append((incoming, message))
+        if not deliveries:
             return
-        message = BusMessage(
-            body=body,
-            type=incoming.type or "",
-            message_id=incoming.message_id or "",
-            correlation_id=incoming.correlation_id,
-            reply_to=incoming.reply_to,
-            redelivered=bool(incoming.redelivered),
-        )
         try:
-            reply = await handler(message)
+            outcomes = await handler([message for _, message in deliveries])
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("handler for %s failed on message %s", queue, incoming.message_id)
-            if not retry:
-                await _settle(incoming.reject(requeue=False))
-                return
+        except Exception as exc:
+            outcomes = [exc] * len(deliveries)
+        failed = False
+        for (incoming, message), outcome in zip(deliveries, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.error(
+                    "handler for %s failed on message %s",
+                    queue,
+                    incoming.message_id,
+                    exc_info=outcome,
+                )
+                failed = True
+                if not retry:
+                    await _settle(incoming.reject(requeue=False))
+                continue
+            if outcome is not None and message.reply_to and message.correlation_id:
+                await self.send_reply(message.reply_to, message.correlation_id, outcome)
+            await _settle(incoming.ack())
+        if failed and retry:
             await asyncio.sleep(_REDELIVERY_DELAY)
-            await _settle(incoming.nack(requeue=True))
-            return
-        if reply is not None and message.reply_to and message.correlation_id:
-            await self.send_reply(message.reply_to, message.correlation_id, reply)
-        await _settle(incoming.ack())
+            for (incoming, _), outcome in zip(deliveries, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    await _settle(incoming.nack(requeue=True))
 
 
 async def _settle(outcome: Any) -> None:

@@ -6,7 +6,14 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 
-from csms.bus.message import Body, BusMessage, Handler, RequestTimeout
+from csms.bus.message import (
+    BatchHandler,
+    Body,
+    BusMessage,
+    Handler,
+    RequestTimeout,
+    one_by_one,
+)
 
 
 class Bus(ABC):
@@ -41,9 +48,17 @@ class Bus(ABC):
     async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
         """Best-effort answer to a request; the requester may have stopped waiting."""
 
-    @abstractmethod
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
         """Start consuming a durable queue declared by `declare_work_queues`."""
+        await self.consume_batches(queue, one_by_one(handler), concurrency=concurrency)
+
+    @abstractmethod
+    async def consume_batches(
+        self, queue: str, handler: BatchHandler, *, concurrency: int = 1, max_batch: int = 1
+    ) -> None:
+        """Consume in batches of what is already waiting (up to `max_batch`, never waiting to
+        fill one): one handler call, then each message is acked or redelivered on its own
+        outcome. With concurrency 1, messages are handled in the queue's order."""
 
     @abstractmethod
     async def open_inbox(self, queue: str, handler: Handler) -> None:

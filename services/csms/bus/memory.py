@@ -16,7 +16,16 @@ from typing import Any
 
 from csms.bus import topology
 from csms.bus.base import Bus, cancel_tasks
-from csms.bus.message import Body, BusError, BusMessage, Handler, Unroutable
+from csms.bus.message import (
+    BatchHandler,
+    Body,
+    BusError,
+    BusMessage,
+    Handler,
+    Outcome,
+    Unroutable,
+    one_by_one,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,19 +125,21 @@ class MemoryBus(Bus):
     async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
         await self.publish("", reply_to, BusMessage(body=body, correlation_id=correlation_id))
 
-    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None:
+    async def consume_batches(
+        self, queue: str, handler: BatchHandler, *, concurrency: int = 1, max_batch: int = 1
+    ) -> None:
         target = self._queues.get(queue)
         if target is None:
             raise BusError(f"queue {queue!r} is not declared")
         for _ in range(concurrency):
-            self._spawn(self._consume_loop(target, handler))
+            self._spawn(self._consume_loop(target, handler, max_batch=max_batch))
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         self._inbox = _Queue(queue, durable=False)
         self._queues[queue] = self._inbox
         # As on RabbitMQ: commands run concurrently and a failed one is not retried.
         for _ in range(_INBOX_CONCURRENCY):
-            self._spawn(self._consume_loop(self._inbox, handler, retry=False))
+            self._spawn(self._consume_loop(self._inbox, one_by_one(handler), retry=False))
 
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
@@ -146,31 +157,54 @@ class MemoryBus(Bus):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _consume_loop(self, queue: _Queue, handler: Handler, retry: bool = True) -> None:
-        while True:
-            delivery = await queue.items.get()
-            await self._deliver(queue, delivery, handler, retry)
-
-    async def _deliver(
-        self, queue: _Queue, delivery: _Delivery, handler: Handler, retry: bool
+    async def _consume_loop(
+        self, queue: _Queue, handler: BatchHandler, retry: bool = True, max_batch: int = 1
     ) -> None:
-        attempts = self._max_redeliveries + 1 if retry else 1
-        for attempt in range(attempts):
-            message = dataclasses.replace(delivery.message, redelivered=attempt > 0)
-            try:
-                reply = await handler(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("handler for %s failed (attempt %d)", queue.name, attempt + 1)
-                last_error: Exception = exc
-                await asyncio.sleep(_REDELIVERY_DELAY)
-                continue
-            if reply is not None and message.reply_to and message.correlation_id:
-                await self.send_reply(message.reply_to, message.correlation_id, reply)
-            if delivery.acked is not None and not delivery.acked.done():
-                delivery.acked.set_result(None)
-            return
+        while True:
+            batch = [await queue.items.get()]
+            while len(batch) < max_batch and not queue.items.empty():
+                batch.append(queue.items.get_nowait())
+            outcomes = await self._run(handler, [delivery.message for delivery in batch])
+            for delivery, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    log.error("handler for %s failed", queue.name, exc_info=outcome)
+                    await self._redeliver(queue, delivery, handler, retry, outcome)
+                else:
+                    await self._settle(delivery, outcome)
+
+    async def _run(self, handler: BatchHandler, messages: list[BusMessage]) -> list[Outcome]:
+        try:
+            return await handler(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return [exc] * len(messages)
+
+    async def _settle(self, delivery: _Delivery, reply: Body | None) -> None:
+        message = delivery.message
+        if reply is not None and message.reply_to and message.correlation_id:
+            await self.send_reply(message.reply_to, message.correlation_id, reply)
+        if delivery.acked is not None and not delivery.acked.done():
+            delivery.acked.set_result(None)
+
+    async def _redeliver(
+        self,
+        queue: _Queue,
+        delivery: _Delivery,
+        handler: BatchHandler,
+        retry: bool,
+        error: Exception,
+    ) -> None:
+        """Retry one failed message alone, a bounded number of times, then dead-letter it."""
+        for attempt in range(1, self._max_redeliveries + 1 if retry else 1):
+            await asyncio.sleep(_REDELIVERY_DELAY)
+            message = dataclasses.replace(delivery.message, redelivered=True)
+            (outcome,) = await self._run(handler, [message])
+            if not isinstance(outcome, Exception):
+                await self._settle(delivery, outcome)
+                return
+            log.error("handler for %s failed (attempt %d)", queue.name, attempt + 1)
+            error = outcome
         self.dead_letters.append(delivery.message)
         if delivery.acked is not None and not delivery.acked.done():
-            delivery.acked.set_exception(BusError(f"dead-lettered from {queue.name}: {last_error}"))
+            delivery.acked.set_exception(BusError(f"dead-lettered from {queue.name}: {error}"))

@@ -41,6 +41,25 @@ class BusMessage:
 
 # A consumer's handler; a returned body is sent to the message's reply_to after it succeeded.
 Handler = Callable[[BusMessage], Awaitable[Body | None]]
+# One outcome per message of a batch: a reply body, None, or the exception it failed with (that
+# message alone is then redelivered).
+Outcome = Body | None | Exception
+BatchHandler = Callable[[list[BusMessage]], Awaitable[list[Outcome]]]
+
+
+def one_by_one(handler: Handler) -> BatchHandler:
+    """Run a per-message handler over a batch, each message failing on its own."""
+
+    async def run(messages: list[BusMessage]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for message in messages:
+            try:
+                outcomes.append(await handler(message))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    return run
 
 
 class BusError(Exception):

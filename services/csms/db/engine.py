@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def create_engine(url: str, **options: Any) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10, **options: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    options.setdefault("pool_size", 10)
-    options.setdefault("max_overflow", 10)
+    # A steady pool: opening connections under load (TLS negotiation, auth) is what hurts.
+    options.setdefault("pool_size", pool_size)
+    options.setdefault("max_overflow", pool_size // 4)
     options.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **options)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.dialect import insert
@@ -26,6 +26,17 @@ class Gap:
     received_seq_no: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class NotifyEventReport:
+    """One NotifyEventRequest as received."""
+
+    station_id: str
+    ocpp_message_id: str
+    payload: dict[str, Any]
+    generated_at: datetime
+    received_at: datetime
+
+
 async def record_notify_event(
     session: AsyncSession,
     *,
@@ -36,88 +47,117 @@ async def record_notify_event(
     received_at: datetime,
 ) -> list[Gap]:
     """Store every eventData item and advance the station's sequence; return new gaps."""
-    seq_no: int = int(payload["seqNo"])
-    tbc: bool = bool(payload.get("tbc", False))
-    sequence = await _locked_sequence(session, station_id, generated_at, received_at)
-    duplicate = await session.scalar(
-        select(EventData.id)
-        .where(
-            EventData.station_id == station_id,
-            EventData.ocpp_message_id == ocpp_message_id,
-            EventData.generated_at == generated_at,
-            EventData.seq_no == seq_no,
-        )
-        .limit(1)
-    )
-    if duplicate is not None:
-        return []
-    session.add_all(
-        _event_row(station_id, ocpp_message_id, generated_at, seq_no, tbc, index, item, received_at)
-        for index, item in enumerate(payload["eventData"])
-    )
+    report = NotifyEventReport(station_id, ocpp_message_id, payload, generated_at, received_at)
+    return await record_notify_events(session, [report])
 
+
+async def record_notify_events(
+    session: AsyncSession, reports: list[NotifyEventReport]
+) -> list[Gap]:
+    """A batch, in order, in a handful of statements whatever its size; returns new gaps."""
+    if not reports:
+        return []
+    sequences = await _locked_sequences(session, reports)
+    seen = await _stored_keys(session, reports)
+    rows: list[EventData] = []
     gaps: list[Gap] = []
-    if seq_no == 0 and sequence.report_open:
-        # A new report began while the previous one still said "to be continued".
-        gaps.append(Gap(station_id, sequence.expected_seq_no, 0))
-    elif seq_no > sequence.expected_seq_no:
-        gaps.append(Gap(station_id, sequence.expected_seq_no, seq_no))
-    sequence.expected_seq_no = seq_no + 1 if tbc else 0
-    sequence.report_open = tbc
-    sequence.last_generated_at = generated_at
-    sequence.updated_at = received_at
-    for gap in gaps:
-        session.add(
-            EventGap(
-                station_id=station_id,
-                expected_seq_no=gap.expected_seq_no,
-                received_seq_no=gap.received_seq_no,
-                generated_at=generated_at,
-                detected_at=received_at,
-            )
+    for report in reports:
+        seq_no = int(report.payload["seqNo"])
+        key = (report.station_id, report.ocpp_message_id, report.generated_at, seq_no)
+        if key in seen:
+            continue  # redelivered or retransmitted: changes nothing twice
+        seen.add(key)
+        tbc = bool(report.payload.get("tbc", False))
+        rows.extend(
+            _event_row(report, seq_no, tbc, index, item)
+            for index, item in enumerate(report.payload["eventData"])
         )
+        sequence = sequences[report.station_id]
+        gap = _gap(sequence, report.station_id, seq_no)
+        if gap is not None:
+            gaps.append(gap)
+            session.add(
+                EventGap(
+                    station_id=gap.station_id,
+                    expected_seq_no=gap.expected_seq_no,
+                    received_seq_no=gap.received_seq_no,
+                    generated_at=report.generated_at,
+                    detected_at=report.received_at,
+                )
+            )
+        sequence.expected_seq_no = seq_no + 1 if tbc else 0
+        sequence.report_open = tbc
+        sequence.last_generated_at = report.generated_at
+        sequence.updated_at = report.received_at
+    session.add_all(rows)
+    await session.flush()
     return gaps
 
 
-async def _locked_sequence(
-    session: AsyncSession, station_id: str, generated_at: datetime, received_at: datetime
-) -> EventSequence:
+def _gap(sequence: EventSequence, station_id: str, seq_no: int) -> Gap | None:
+    if seq_no == 0 and sequence.report_open:
+        # A new report began while the previous one still said "to be continued".
+        return Gap(station_id, sequence.expected_seq_no, 0)
+    if seq_no > sequence.expected_seq_no:
+        return Gap(station_id, sequence.expected_seq_no, seq_no)
+    return None
+
+
+async def _locked_sequences(
+    session: AsyncSession, reports: list[NotifyEventReport]
+) -> dict[str, EventSequence]:
+    first = {report.station_id: report for report in reversed(reports)}
     await session.execute(
         insert(session, EventSequence)
         .values(
-            station_id=station_id,
-            expected_seq_no=0,
-            report_open=False,
-            last_generated_at=generated_at,
-            updated_at=received_at,
+            [
+                {
+                    "station_id": station_id,
+                    "expected_seq_no": 0,
+                    "report_open": False,
+                    "last_generated_at": report.generated_at,
+                    "updated_at": report.received_at,
+                }
+                for station_id, report in sorted(first.items())
+            ]
         )
         .on_conflict_do_nothing(index_elements=["station_id"])
     )
-    sequence = (
-        await session.scalars(
-            select(EventSequence)
-            .where(EventSequence.station_id == station_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+    # Locked in id order, so that concurrent batches cannot deadlock.
+    rows = await session.scalars(
+        select(EventSequence)
+        .where(EventSequence.station_id.in_(sorted(first)))
+        .order_by(EventSequence.station_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.station_id: row for row in rows}
+
+
+async def _stored_keys(
+    session: AsyncSession, reports: list[NotifyEventReport]
+) -> set[tuple[str, str, datetime, int]]:
+    pairs = sorted({(report.station_id, report.ocpp_message_id) for report in reports})
+    stored = await session.execute(
+        select(
+            EventData.station_id,
+            EventData.ocpp_message_id,
+            EventData.generated_at,
+            EventData.seq_no,
         )
-    ).one()
-    return sequence
+        .where(tuple_(EventData.station_id, EventData.ocpp_message_id).in_(pairs))
+        .distinct()
+    )
+    return {(row[0], row[1], row[2], row[3]) for row in stored}
 
 
 def _event_row(
-    station_id: str,
-    ocpp_message_id: str,
-    generated_at: datetime,
-    seq_no: int,
-    tbc: bool,
-    index: int,
-    item: dict[str, Any],
-    received_at: datetime,
+    report: NotifyEventReport, seq_no: int, tbc: bool, index: int, item: dict[str, Any]
 ) -> EventData:
     return EventData(
-        station_id=station_id,
-        ocpp_message_id=ocpp_message_id,
-        generated_at=generated_at,
+        station_id=report.station_id,
+        ocpp_message_id=report.ocpp_message_id,
+        generated_at=report.generated_at,
         seq_no=seq_no,
         tbc=tbc,
         item_index=index,
@@ -134,7 +174,7 @@ def _event_row(
         event_notification_type=item["eventNotificationType"],
         component=item["component"],
         variable=item["variable"],
-        received_at=received_at,
+        received_at=report.received_at,
     )
 
 

@@ -79,13 +79,16 @@ async def run_simulation(
             supervisor.tick()
             await _sleep_or_stop(stop, min(_TICK, end - loop.time()))
     finally:
-        connected_at_stop = stats.connected
+        # Taken before the stop: cancelling the stations empties both gauges.
+        connected_at_stop, in_flight_at_stop = stats.connected, stats.in_flight
         for task in tasks:
             task.cancel()
         # Each cancelled station closes its socket (close handshake, bounded by a timeout).
         await asyncio.gather(*tasks, return_exceptions=True)
     summary = stats.summary()
     summary["connected_at_stop"] = connected_at_stop
+    # sent == results + call_errors + timeouts + in_flight_at_stop
+    summary["in_flight_at_stop"] = in_flight_at_stop
     summary["open_file_limit"] = open_files
     return summary
 

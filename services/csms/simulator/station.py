@@ -328,8 +328,12 @@ class SimulatedStation:
         started = time.perf_counter()
         await websocket.send(encode(Call(message_id, action, payload)))
         self._stats.sent += 1
+        self._stats.in_flight += 1
         deadline = asyncio.get_running_loop().time() + self._config.call_timeout
-        answer = await self._receive(websocket, deadline, message_id)
+        try:
+            answer = await self._receive(websocket, deadline, message_id)
+        finally:
+            self._stats.in_flight -= 1
         if answer is None:
             self._stats.timeouts += 1
             self._stats.error(f"timeout {action}")

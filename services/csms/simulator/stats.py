@@ -80,6 +80,8 @@ class SimulationStats:
         # Gauges.
         self.connecting = 0
         self.connected = 0
+        # CALLs sent and not yet answered (nor timed out).
+        self.in_flight = 0
         # Distinct stations that reached a state at least once, and when all of them did.
         self.connected_once = 0
         self.booted_once = 0
@@ -172,6 +174,7 @@ class SimulationStats:
             "booted": self.booted_once,
             "ready": self.ready_once,
             "sent": self.sent,
+            "in_flight": self.in_flight,
             "results": self.results,
             "call_errors": self.call_errors,
             "timeouts": self.timeouts,
