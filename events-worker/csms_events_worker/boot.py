@@ -1,24 +1,30 @@
-"""BootNotification consumer: records the boot and decides Accepted / Pending / Rejected."""
+"""BootNotification consumer: records boots and decides Accepted / Pending / Rejected."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.bus.envelopes import BootReply, StationMessage
-from csms.db.boots import BootPolicy, record_boot
+from csms.db.boots import BootPolicy, BootReport, record_boots
 from csms.timeutil import parse_datetime
 
 
-async def handle_boot_notification(
-    session: AsyncSession, message: StationMessage, policy: BootPolicy
-) -> BootReply:
-    decision = await record_boot(
+async def handle_boot_notifications(
+    session: AsyncSession, messages: list[StationMessage], policy: BootPolicy
+) -> list[BootReply]:
+    """A batch of boots; one reply (the decision) per message, in order."""
+    decisions = await record_boots(
         session,
-        station_id=message["stationId"],
-        connection_id=message["connectionId"],
-        ocpp_message_id=message["ocppMessageId"],
-        payload=message["payload"],
-        received_at=parse_datetime(message["receivedAt"]),
-        policy=policy,
+        [
+            BootReport(
+                station_id=message["stationId"],
+                connection_id=message["connectionId"],
+                ocpp_message_id=message["ocppMessageId"],
+                payload=message["payload"],
+                received_at=parse_datetime(message["receivedAt"]),
+            )
+            for message in messages
+        ],
+        policy,
     )
-    return {"status": decision.status, "interval": decision.interval}
+    return [{"status": d.status, "interval": d.interval} for d in decisions]

@@ -13,19 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from csms.bus import topology
 from csms.bus.base import Bus
 from csms.bus.envelopes import StationMessage
-from csms.bus.message import BatchHandler, Body, BusMessage, Outcome, one_by_one
+from csms.bus.message import BatchHandler, Body, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
 from csms_events_worker.alerts import close_stale_reports, handle_notify_events
-from csms_events_worker.boot import handle_boot_notification
+from csms_events_worker.boot import handle_boot_notifications
 from csms_events_worker.presence import close_dead_gateways, handle_presence
 from csms_events_worker.registry import handle_credentials
 from csms_events_worker.status import handle_status_notifications
 
 log = logging.getLogger(__name__)
 
-SessionHandler = Callable[[AsyncSession, BusMessage], Awaitable[Body | None]]
-BulkHandler = Callable[[AsyncSession, list[BusMessage]], Awaitable[None]]
+# A whole batch in one go; returns one reply (or None) per message, or None for no replies.
+BulkHandler = Callable[[AsyncSession, list[BusMessage]], Awaitable[list[Body | None] | None]]
 
 
 class EventsWorker:
@@ -44,31 +44,20 @@ class EventsWorker:
 
     async def start(self) -> None:
         await self._bus.declare_work_queues()
-        handlers: list[tuple[str, SessionHandler, int]] = [
-            (topology.BOOT_QUEUE.name, self._boot, self._settings.consumer_concurrency),
-            (topology.PRESENCE_QUEUE.name, handle_presence, self._settings.consumer_concurrency),
-            (topology.REGISTRY_QUEUE.name, handle_credentials, self._settings.consumer_concurrency),
+        concurrency = self._settings.consumer_concurrency
+        batch = self._settings.consumer_batch
+        bulk: list[tuple[str, BulkHandler, int]] = [
+            (topology.BOOT_QUEUE.name, self._boots, concurrency),
+            (topology.STATUS_QUEUE.name, self._statuses, concurrency),
+            # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
+            (topology.ALERTS_QUEUE.name, self._alerts, 1),
+            (topology.PRESENCE_QUEUE.name, handle_presence, concurrency),
+            (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency),
         ]
-        for queue, handler, concurrency in handlers:
+        for queue, handler, queue_concurrency in bulk:
             await self._bus.consume_batches(
-                queue,
-                self._transactional(handler),
-                concurrency=concurrency,
-                max_batch=self._settings.consumer_batch,
+                queue, self._in_bulk(handler), concurrency=queue_concurrency, max_batch=batch
             )
-        # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
-        await self._bus.consume_batches(
-            topology.ALERTS_QUEUE.name,
-            self._in_bulk(self._alerts),
-            concurrency=1,
-            max_batch=self._settings.consumer_batch,
-        )
-        await self._bus.consume_batches(
-            topology.STATUS_QUEUE.name,
-            self._in_bulk(self._statuses),
-            concurrency=self._settings.consumer_concurrency,
-            max_batch=self._settings.consumer_batch,
-        )
         self._maintenance = asyncio.create_task(self._maintain())
 
     async def stop(self) -> None:
@@ -77,30 +66,11 @@ class EventsWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
 
-    def _transactional(self, handler: SessionHandler) -> BatchHandler:
-        """One transaction per batch (one commit for many messages); if it fails, each message
-        is tried in a transaction of its own so that one bad message fails alone."""
-
-        async def alone(message: BusMessage) -> Body | None:
-            async with self._sessions() as session, session.begin():
-                return await handler(session, message)
-
-        async def run(messages: list[BusMessage]) -> list[Outcome]:
-            if len(messages) > 1:
-                try:
-                    async with self._sessions() as session, session.begin():
-                        return [await handler(session, message) for message in messages]
-                except Exception:
-                    log.warning("a batch of %d failed; retrying one by one", len(messages))
-            return await one_by_one(alone)(messages)
-
-        return run
-
-    async def _boot(self, session: AsyncSession, message: BusMessage) -> Body:
-        reply = await handle_boot_notification(
-            session, cast(StationMessage, message.body), self._policy
+    async def _boots(self, session: AsyncSession, messages: list[BusMessage]) -> list[Body | None]:
+        replies = await handle_boot_notifications(
+            session, [cast(StationMessage, message.body) for message in messages], self._policy
         )
-        return dict(reply)
+        return [dict(reply) for reply in replies]
 
     def _in_bulk(self, handler: BulkHandler) -> BatchHandler:
         """One transaction and one set of statements for the whole batch; if it fails, each
@@ -109,8 +79,8 @@ class EventsWorker:
         async def run(messages: list[BusMessage]) -> list[Outcome]:
             try:
                 async with self._sessions() as session, session.begin():
-                    await handler(session, messages)
-                return [None] * len(messages)
+                    replies = await handler(session, messages)
+                return list(replies) if replies is not None else [None] * len(messages)
             except Exception as exc:
                 if len(messages) == 1:
                     return [exc]

@@ -6,7 +6,9 @@ connection has its own row, so the newest open connection decides, whatever the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +26,14 @@ async def ensure_station(session: AsyncSession, *, station_id: str, seen_at: dat
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    connection_id: str
+    station_id: str
+    gateway_id: str
+    connected_at: datetime
+
+
 async def record_connected(
     session: AsyncSession,
     *,
@@ -33,32 +43,82 @@ async def record_connected(
     connected_at: datetime,
 ) -> Station:
     """Record a new connection; it becomes the station's current one unless already closed."""
-    await ensure_station(session, station_id=station_id, seen_at=connected_at)
-    await session.execute(
-        insert(session, StationConnection)
-        .values(
-            id=connection_id,
-            station_id=station_id,
-            gateway_id=gateway_id,
-            connected_at=connected_at,
-        )
-        .on_conflict_do_update(index_elements=["id"], set_={"connected_at": connected_at})
+    await record_connections(
+        session, [Connection(connection_id, station_id, gateway_id, connected_at)]
     )
-    connection = await session.get(StationConnection, connection_id, populate_existing=True)
-    assert connection is not None
-    if connection.disconnected_at is None:
-        await session.execute(
-            update(Station)
-            .where(
-                Station.id == station_id,
-                or_(Station.connected_at.is_(None), Station.connected_at <= connected_at),
-            )
-            .values(connected=True, connection_id=connection_id, connected_at=connected_at)
-        )
-    await _touch(session, {station_id: connected_at})
     station = await session.get(Station, station_id, populate_existing=True)
     assert station is not None
     return station
+
+
+async def record_connections(
+    session: AsyncSession, connections: list[Connection]
+) -> dict[str, str | None]:
+    """Record new connections in a few statements; returns each station's boot status."""
+    if not connections:
+        return {}
+    await session.execute(
+        insert(session, Station)
+        .values(
+            [
+                {"id": station_id, "connected": False, "created_at": at}
+                for station_id, at in sorted({(c.station_id, c.connected_at) for c in connections})
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    upsert = insert(session, StationConnection).values(
+        [
+            {
+                "id": c.connection_id,
+                "station_id": c.station_id,
+                "gateway_id": c.gateway_id,
+                "connected_at": c.connected_at,
+            }
+            for c in connections
+        ]
+    )
+    closed = await _closed_connections(session, upsert)
+    still_open = [c for c in connections if c.connection_id not in closed]
+    if still_open:
+        table = _station_table()
+        connection = await session.connection()
+        # Only a connection newer than the current one becomes current.
+        await connection.execute(
+            update(table)
+            .where(
+                table.c.id == bindparam("sid"),
+                or_(table.c.connected_at.is_(None), table.c.connected_at <= bindparam("at")),
+            )
+            .values(connected=True, connection_id=bindparam("cid"), connected_at=bindparam("at")),
+            [
+                {"sid": c.station_id, "cid": c.connection_id, "at": c.connected_at}
+                for c in still_open
+            ],
+        )
+    await _touch(session, {c.station_id: c.connected_at for c in connections})
+    rows = await session.execute(
+        select(Station.id, Station.boot_status).where(
+            Station.id.in_(sorted({c.station_id for c in connections}))
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def _closed_connections(session: AsyncSession, upsert: Any) -> set[str]:
+    """Run the connection upsert; return the ids of connections already closed."""
+    rows = await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["id"], set_={"connected_at": upsert.excluded.connected_at}
+        ).returning(StationConnection.id, StationConnection.disconnected_at)
+    )
+    return {row[0] for row in rows if row[1] is not None}
+
+
+def _station_table() -> Table:
+    table = Station.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 async def record_disconnected(
@@ -106,8 +166,7 @@ async def record_seen(
 async def _touch(session: AsyncSession, seen: dict[str, datetime]) -> None:
     if not seen:
         return
-    table = Station.__table__
-    assert isinstance(table, Table)
+    table = _station_table()
     statement = (
         update(table)
         .where(

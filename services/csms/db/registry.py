@@ -94,15 +94,24 @@ async def remove_station(session: AsyncSession, *, station_id: str) -> bool:
 
 
 async def credentials_of(session: AsyncSession, *, station_id: str) -> Credentials:
-    station = await session.get(Station, station_id)
-    if station is None:
-        return Credentials(False, 0, None, None)
-    return Credentials(
-        registered=station.registration_status is not None,
-        security_profile=station.security_profile,
-        password_hash=station.password_hash,
-        registration_status=station.registration_status,
+    return (await credentials_of_many(session, station_ids=[station_id]))[station_id]
+
+
+async def credentials_of_many(
+    session: AsyncSession, *, station_ids: list[str]
+) -> dict[str, Credentials]:
+    """Credentials of each station id (unregistered ones included), in one query."""
+    rows = await session.execute(
+        select(
+            Station.id,
+            Station.registration_status,
+            Station.security_profile,
+            Station.password_hash,
+        ).where(Station.id.in_(sorted(set(station_ids))))
     )
+    found = {row[0]: Credentials(row[1] is not None, row[2], row[3], row[1]) for row in rows}
+    unknown = Credentials(False, 0, None, None)
+    return {station_id: found.get(station_id, unknown) for station_id in station_ids}
 
 
 async def add_api_token(
