@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -47,7 +48,19 @@ class OcppServer:
             self._settings.ocpp_port,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
-            compression="deflate",
+            # permessage-deflate (required of a CSMS, Part 4 section 3.3) with small windows:
+            # OCPP messages are small, and zlib's state is most of a socket's memory.
+            compression=None,
+            extensions=[
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=self._settings.deflate_window_bits,
+                    client_max_window_bits=self._settings.deflate_window_bits,
+                    compress_settings={"memLevel": self._settings.deflate_mem_level},
+                )
+            ],
+            # Reconnect storms: a deep accept queue, and time for handshakes waiting their turn.
+            backlog=self._settings.listen_backlog,
+            open_timeout=self._settings.handshake_timeout,
             ping_interval=self._settings.ping_interval,
             ping_timeout=self._settings.ping_timeout,
             max_size=self._settings.max_frame_bytes,

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     ping_interval: float = Field(default=30.0, gt=0)
     ping_timeout: float = Field(default=30.0, gt=0)
     max_frame_bytes: int = Field(default=65536, ge=1024)
+    # permessage-deflate windows (2^bits bytes) and zlib memLevel: memory per socket.
+    deflate_window_bits: int = Field(default=10, ge=9, le=15)
+    deflate_mem_level: int = Field(default=1, ge=1, le=9)
+    listen_backlog: int = Field(default=4096, ge=1)
+    handshake_timeout: float = Field(default=30.0, gt=0)
     # Liveness is batched: one `station.seen` message per gateway per interval.
     seen_flush_interval: float = Field(default=5.0, gt=0)
     # A gateway silent for this long is presumed dead and its stations disconnected.
