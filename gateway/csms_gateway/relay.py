@@ -8,6 +8,7 @@ will send again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -194,6 +195,11 @@ class Relay:
 
     async def _boot(self, session: StationSession, message: StationMessage) -> dict[str, Any]:
         key = topology.ocpp_key(StationAction.BOOT_NOTIFICATION)
+        # The connection is recorded before the station hears it is accepted, so that whoever
+        # reads the station after its boot sees it connected.
+        if session.registration is not None:
+            with contextlib.suppress(BusError, asyncio.CancelledError):
+                await asyncio.shield(session.registration)
         try:
             body = await self._bus.request(
                 topology.EVENTS_EXCHANGE,
