@@ -27,7 +27,7 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
     """A batch of presence events; connections are recorded together. The outcome does not
     depend on the order of connected and disconnected events (see docs/adr/0003)."""
     connected = [m for m in messages if m.type == topology.STATION_CONNECTED]
-    boot_status = await record_connections(
+    registered = await record_connections(
         session,
         [
             Connection(
@@ -42,7 +42,8 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
     replies: list[Body | None] = []
     for message in messages:
         if message.type == topology.STATION_CONNECTED:
-            reply: ConnectedReply = {"bootStatus": boot_status.get(message.body["stationId"])}
+            boot_status, profile = registered.get(message.body["stationId"], (None, 0))
+            reply: ConnectedReply = {"bootStatus": boot_status, "securityProfile": profile}
             replies.append(dict(reply))
             continue
         if message.type == topology.STATION_DISCONNECTED:

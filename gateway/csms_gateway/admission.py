@@ -60,6 +60,10 @@ class Admission:
         self._pending_checks = 0
         self.refusals: Counter[str] = Counter()
 
+    def refuse_after_upgrade(self, station_id: str, reason: str) -> None:
+        self.refusals["ProfileTooLow"] += 1
+        log.warning("security event ProfileTooLow: station %s refused (%s)", station_id, reason)
+
     def forget(self, station_id: str) -> None:
         """Drop what is cached for a station (its registration changed)."""
         self._cache.pop(station_id, None)
@@ -85,6 +89,11 @@ class Admission:
         self, station_id: str, authorization: str | None, client_cn: str | None
     ) -> Refusal | None:
         profile = self._settings.security_profile
+        if profile == 0:
+            # No credentials to check: nothing is looked up on the hot path of a reconnect
+            # storm. A station registered for a stronger profile is refused right after the
+            # upgrade, when its registration arrives (Relay), before any message is served.
+            return None
         try:
             credentials = await self._credentials(station_id)
         except BusError:

@@ -48,6 +48,8 @@ PENDING_COMMANDS = frozenset(
 )
 # A station answering TriggerMessage Accepted may send the triggered message for this long.
 _TRIGGER_WINDOW = 60.0
+# RFC 6455 policy violation: the station may not use this endpoint.
+CLOSE_POLICY_VIOLATION = 1008
 # Close code for a socket whose station was removed or rejected by an operator.
 CLOSE_DEREGISTERED = 4001
 # WebSocket close code for a socket replaced by the station's newer connection.
@@ -102,16 +104,28 @@ class Relay:
             "gatewayId": self.gateway_id,
             "connectedAt": _iso(session.connected_at),
         }
-        session.registration = asyncio.ensure_future(self._registration(connected))
+        session.registration = asyncio.ensure_future(self._registration(session, connected))
 
-    async def _registration(self, connected: Connected) -> str | None:
-        reply = await self._bus.request(
-            topology.EVENTS_EXCHANGE,
-            topology.STATION_CONNECTED,
-            BusMessage(body=dict(connected), type=topology.STATION_CONNECTED),
-            timeout=self._settings.presence_timeout,
+    async def _registration(self, session: StationSession, connected: Connected) -> str | None:
+        reply = cast(
+            ConnectedReply,
+            await self._bus.request(
+                topology.EVENTS_EXCHANGE,
+                topology.STATION_CONNECTED,
+                BusMessage(body=dict(connected), type=topology.STATION_CONNECTED),
+                timeout=self._settings.presence_timeout,
+            ),
         )
-        return cast(ConnectedReply, reply).get("bootStatus")
+        registered_profile = reply.get("securityProfile", 0)
+        if registered_profile > self._settings.security_profile:
+            # A profile-0 endpoint admits without a look-up (see Admission); a station
+            # registered for a stronger profile is refused here, before any message is served.
+            self._admission.refuse_after_upgrade(
+                session.station_id, f"registered for security profile {registered_profile}"
+            )
+            session.refused = True
+            await session.close(CLOSE_POLICY_VIOLATION, "security profile too low")
+        return reply.get("bootStatus")
 
     async def detach(self, session: StationSession) -> None:
         """Clean up after a closed socket without disturbing a newer one for the same station."""
@@ -170,7 +184,7 @@ class Relay:
                 session.boot_status = await asyncio.shield(session.registration)
             except (BusError, asyncio.CancelledError) as exc:
                 raise InternalError("registration state unavailable, try again") from exc
-        return session.boot_status
+        return None if session.refused else session.boot_status
 
     def _station_message(self, session: StationSession, call: Call) -> StationMessage:
         return {
@@ -200,6 +214,8 @@ class Relay:
         if session.registration is not None:
             with contextlib.suppress(BusError, asyncio.CancelledError):
                 await asyncio.shield(session.registration)
+        if session.refused:
+            raise SecurityError("connection refused: security profile too low")
         try:
             body = await self._bus.request(
                 topology.EVENTS_EXCHANGE,

@@ -96,6 +96,8 @@ class StationSession:
         # The status the CSMS gave the station's boot; None until known.
         self.boot_status: str | None = None
         self.registration: asyncio.Future[str | None] | None = None
+        # Set when the registry says the station may not use this endpoint.
+        self.refused = False
         self._on_call = on_call
         self._on_traffic = on_traffic
         self._inbound: asyncio.Queue[Call] = asyncio.Queue(_INBOUND_BACKLOG)

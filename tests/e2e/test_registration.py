@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 import pytest
+import websockets
 from ocpp.exceptions import SecurityError
 
 from tests.support.polling import eventually
 from tests.support.processes import Deployment
+from tests.support.raw import connect_raw, exchange
 from tests.support.station import connect_station
 
 pytestmark = pytest.mark.e2e
@@ -68,3 +72,22 @@ async def test_rejected_station_is_answered_rejected_and_sent_nothing(
         assert {c["outcome"] for c in commands} == {"notAllowed"}
     finally:
         await station.stop()
+
+
+async def test_station_registered_for_a_stronger_profile_is_refused_by_a_profile_0_endpoint(
+    deployment: Deployment, api: httpx.AsyncClient, station_id: str
+) -> None:
+    created = await api.post(
+        "/stations",
+        json={"id": station_id, "securityProfile": 1, "password": "a-strong-password-16"},
+    )
+    assert created.status_code == 201
+    connection = await connect_raw(deployment.ocpp_url, station_id)
+    boot = {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
+    with contextlib.suppress(websockets.ConnectionClosed):
+        answer = await exchange(connection, [2, "b1", "BootNotification", boot])
+        assert answer[:3] == [4, "b1", "SecurityError"]
+    await connection.wait_closed()
+    assert connection.close_code == 1008
+    body = (await api.get(f"/stations/{station_id}")).json()
+    assert body["bootStatus"] is None

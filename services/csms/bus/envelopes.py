@@ -51,6 +51,8 @@ class BootReply(TypedDict):
 class ConnectedReply(TypedDict):
     # The answer the station's last BootNotification got; None if it never booted.
     bootStatus: str | None
+    # The security profile the station is registered for (0 if unregistered).
+    securityProfile: NotRequired[int]
 
 
 class CommandRequest(TypedDict):

@@ -53,8 +53,9 @@ async def record_connected(
 
 async def record_connections(
     session: AsyncSession, connections: list[Connection]
-) -> dict[str, str | None]:
-    """Record new connections in a few statements; returns each station's boot status."""
+) -> dict[str, tuple[str | None, int]]:
+    """Record new connections in a few statements; returns each station's boot status and
+    registered security profile."""
     if not connections:
         return {}
     await session.execute(
@@ -98,11 +99,11 @@ async def record_connections(
         )
     await _touch(session, {c.station_id: c.connected_at for c in connections})
     rows = await session.execute(
-        select(Station.id, Station.boot_status).where(
+        select(Station.id, Station.boot_status, Station.security_profile).where(
             Station.id.in_(sorted({c.station_id for c in connections}))
         )
     )
-    return {row[0]: row[1] for row in rows}
+    return {row[0]: (row[1], row[2]) for row in rows}
 
 
 async def _closed_connections(session: AsyncSession, upsert: Any) -> set[str]:
