@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class Admission:
         self._checks = asyncio.Semaphore(_CHECK_THREADS)
         self._pending_checks = 0
         self.refusals: Counter[str] = Counter()
+
+    def refuse_tls(self, error: ssl.SSLError) -> None:
+        """A TLS handshake failed: wrong protocol version, or a client certificate refused."""
+        self.refusals["TlsHandshakeFailed"] += 1
+        log.warning("security event TlsHandshakeFailed: %s", error.reason or error)
 
     def refuse_after_upgrade(self, station_id: str, reason: str) -> None:
         self.refusals["ProfileTooLow"] += 1

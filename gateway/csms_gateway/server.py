@@ -33,7 +33,7 @@ class OcppServer:
         self._admission = admission
         self._settings = settings
         self._server: Server | None = None
-        self._ssl = server_context(settings)
+        self._ssl = server_context(settings, on_refusal=admission.refuse_tls)
 
     @property
     def port(self) -> int:

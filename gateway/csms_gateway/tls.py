@@ -4,6 +4,7 @@ suites, no compression; profile 3 requires a client certificate chaining to the 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from csms.config import Settings
 
@@ -25,8 +26,14 @@ class TlsMisconfigured(ValueError):
     pass
 
 
-def server_context(settings: Settings) -> ssl.SSLContext | None:
-    """The listener's TLS context, or None for profiles 0 and 1 (plain ws://)."""
+def server_context(
+    settings: Settings, on_refusal: Callable[[ssl.SSLError], None] | None = None
+) -> ssl.SSLContext | None:
+    """The listener's TLS context, or None for profiles 0 and 1 (plain ws://).
+
+    `on_refusal` hears of every failed TLS handshake (old protocol version, unknown, expired or
+    missing client certificate): they end before any HTTP, where nothing else would see them.
+    """
     if settings.security_profile < 2:
         return None
     if not settings.tls_cert_file or not settings.tls_key_file:
@@ -41,7 +48,23 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
             raise TlsMisconfigured("security profile 3 needs CSMS_TLS_CA_FILE")
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(settings.tls_ca_file)
+    if on_refusal is not None:
+        context.sslobject_class = _reporting_ssl_object(on_refusal)
     return context
+
+
+def _reporting_ssl_object(on_refusal: Callable[[ssl.SSLError], None]) -> type[ssl.SSLObject]:
+    class ReportingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as exc:
+                on_refusal(exc)
+                raise
+
+    return ReportingSSLObject
 
 
 def common_name(peer_certificate: object) -> str | None:

@@ -13,7 +13,7 @@ import websockets
 from ocpp.exceptions import SecurityError
 from websockets.exceptions import InvalidStatus
 
-from tests.support.certs import Authority
+from tests.support.certs import Authority, Issued
 from tests.support.polling import eventually
 from tests.support.processes import Deployment, standalone
 from tests.support.raw import connect_raw, exchange
@@ -123,6 +123,25 @@ def _tls(
     if client is not None:
         context.load_cert_chain(str(client[0]), str(client[1]))
     return context
+
+
+def _refusals(deployment: Deployment, reason: str, client: Issued | None = None) -> int:
+    """A gateway's refusal counter, read from its /metrics (mutual TLS needs a client)."""
+    base = deployment.ocpp_url.replace("wss://", "https://").replace("ws://", "http://")
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    if client is not None:
+        insecure.load_cert_chain(str(client.cert), str(client.key))
+    metrics = httpx.get(base.removesuffix("/ocpp") + "/metrics", verify=insecure).text
+    for line in metrics.splitlines():
+        if line.startswith(f'csms_gateway_refusals_total{{reason="{reason}"}}'):
+            return int(line.split()[-1])
+    return 0
+
+
+async def _value(value: object) -> object:
+    return value
 
 
 async def _refused(url: str, **connect: object) -> int:
@@ -274,13 +293,22 @@ async def test_a04_tls_with_basic_auth(
 async def test_a06_tls_version_below_1_2_is_terminated(
     profile2: Deployment, pki: dict[str, object], station_id: str
 ) -> None:
-    with pytest.warns(DeprecationWarning, match="TLSv1_1"):
-        context = _tls(pki["ca"], maximum_version=ssl.TLSVersion.TLSv1_1)  # type: ignore[arg-type]
+    # A client really offering TLS 1.0-1.1 (OpenSSL refuses to by default).
+    with pytest.warns(DeprecationWarning, match="TLSv1"):
+        context = _tls(
+            pki["ca"],  # type: ignore[arg-type]
+            minimum_version=ssl.TLSVersion.TLSv1,
+            maximum_version=ssl.TLSVersion.TLSv1_1,
+        )
     context.set_ciphers("ALL:@SECLEVEL=0")
+    before = _refusals(profile2, "TlsHandshakeFailed")
     with pytest.raises((ssl.SSLError, OSError)):
         await websockets.connect(
             f"{profile2.ocpp_url}/{station_id}", subprotocols=["ocpp2.0.1"], ssl=context
         )
+    await eventually(
+        lambda: _value(_refusals(profile2, "TlsHandshakeFailed")), lambda n: n > before
+    )
 
 
 async def test_a07_valid_client_certificate(
@@ -316,10 +344,15 @@ async def test_a08_invalid_client_certificate_is_terminated(
     if case == "wrong-cn":
         assert await _refused(url, ssl=context) == 403
         return
+    monitor = ca.issue("monitoring")  # type: ignore[attr-defined]
+    before = _refusals(profile3, "TlsHandshakeFailed", monitor)
     refused = (ssl.SSLError, OSError, websockets.InvalidMessage, websockets.ConnectionClosed)
     with pytest.raises(refused):  # noqa: PT012 (TLS 1.3 reports a refused certificate on first read)
         connection = await websockets.connect(url, subprotocols=["ocpp2.0.1"], ssl=context)
         await connection.recv()
+    await eventually(
+        lambda: _value(_refusals(profile3, "TlsHandshakeFailed", monitor)), lambda n: n > before
+    )
 
 
 # Pending and Rejected (B_02, B_30, B_31)
