@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from http import HTTPStatus
 
@@ -15,6 +16,7 @@ from websockets.typing import Subprotocol
 from csms.config import Settings
 from csms.ocpp.identity import BadIdentity, BadPath, station_id_from_path
 from csms_gateway.admission import Admission
+from csms_gateway.pacing import AdmissionWindow
 from csms_gateway.relay import Relay
 from csms_gateway.session import RateLimit, StationSession
 from csms_gateway.tls import common_name, server_context
@@ -34,6 +36,12 @@ class OcppServer:
         self._settings = settings
         self._server: Server | None = None
         self._ssl = server_context(settings, on_refusal=admission.refuse_tls)
+        self._window = AdmissionWindow(
+            settings.max_admissions_in_progress, settings.handshake_timeout
+        )
+        # Connection -> its admission token, released once its registration is recorded.
+        # (Weak: a handshake abandoned after admission leaves nothing behind.)
+        self._tokens: weakref.WeakKeyDictionary[ServerConnection, int] = weakref.WeakKeyDictionary()
 
     @property
     def port(self) -> int:
@@ -98,6 +106,13 @@ class OcppServer:
             common_name(connection.transport.get_extra_info("peercert")),
         )
         if refusal is None:
+            token = self._window.try_admit()
+            if token is None:
+                self._admission.refusals["Overloaded"] += 1
+                response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "busy, retry later\n")
+                response.headers["Retry-After"] = str(self._settings.overload_retry_after)
+                return response
+            self._tokens[connection] = token
             return None
         response = connection.respond(refusal.status, f"{refusal.reason}\n")
         if refusal.basic_challenge:
@@ -108,6 +123,8 @@ class OcppServer:
         lines = [
             "# TYPE csms_gateway_connections gauge",
             f"csms_gateway_connections {len(self._relay.sessions)}",
+            "# TYPE csms_gateway_admissions_in_progress gauge",
+            f"csms_gateway_admissions_in_progress {self._window.in_progress()}",
             "# TYPE csms_gateway_refusals_total counter",
         ]
         lines += [
@@ -124,6 +141,13 @@ class OcppServer:
         return OCPP_SUBPROTOCOL if OCPP_SUBPROTOCOL in subprotocols else None
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        token = self._tokens.pop(websocket, None)
+        try:
+            await self._serve(websocket, token)
+        finally:
+            self._window.release(token)
+
+    async def _serve(self, websocket: ServerConnection, token: int | None) -> None:
         if websocket.subprotocol != OCPP_SUBPROTOCOL:
             await websocket.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp2.0.1 required")
             return
@@ -146,6 +170,8 @@ class OcppServer:
             await websocket.close(1011, "CSMS unavailable")
             return
         log.info("station %s connected (%s)", station_id, session.connection_id)
+        if session.registration is not None:
+            session.registration.add_done_callback(lambda _: self._window.release(token))
         try:
             await session.run()
         finally:

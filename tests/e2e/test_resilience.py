@@ -8,10 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from tests.support import services
 from tests.support.polling import eventually
 from tests.support.processes import Deployment, distributed
+from tests.support.raw import connect_raw
 from tests.support.station import connect_station, now
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +37,8 @@ def fragile(tmp_path: Path) -> Iterator[Deployment]:
             "CSMS_BOOT_DECISION_TIMEOUT": "1",
             "CSMS_GATEWAY_TIMEOUT": "2",
             "CSMS_MAINTENANCE_INTERVAL": "0.5",
+            "CSMS_MAX_ADMISSIONS_IN_PROGRESS": "3",
+            "CSMS_PRESENCE_TIMEOUT": "30",
         },
     )
     try:
@@ -108,3 +113,33 @@ async def test_a_dead_gateways_stations_go_offline_and_reconnect_elsewhere(
         finally:
             await again.stop()
             await first.stop()
+
+
+async def test_a_storm_beyond_what_is_in_progress_is_shed_with_503_and_retry_after(
+    fragile: Deployment,
+) -> None:
+    """With no worker, registrations stay in progress: past the bound, connections are refused
+    at once (not left to time out), and admitted again once the worker is back."""
+    worker = fragile.process("worker-1")
+    worker.stop(signal.SIGKILL)
+    held = [await connect_raw(fragile.ocpp_url, f"CS-storm-{n}") for n in range(3)]
+    with pytest.raises(InvalidStatus) as refused:
+        await connect_raw(fragile.ocpp_url, "CS-storm-4")
+    assert refused.value.response.status_code == 503
+    assert refused.value.response.headers["Retry-After"] == "5"
+    worker.start()
+    worker.wait_healthy()
+    later = await eventually(
+        lambda: _try_connect(fragile.ocpp_url, "CS-storm-4"), lambda c: c is not None, timeout=30
+    )
+    assert later is not None
+    await later.close()
+    for connection in held:
+        await connection.close()
+
+
+async def _try_connect(url: str, station_id: str) -> ClientConnection | None:
+    try:
+        return await connect_raw(url, station_id)
+    except InvalidStatus:
+        return None
