@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=20000, ge=1)
     # Connections admitted whose registration is not yet recorded; more get 503 + Retry-After.
     max_admissions_in_progress: int = Field(default=200, ge=1)
-    overload_retry_after: int = Field(default=5, ge=1)
+    overload_retry_after: int = Field(default=2, ge=1)
     # Token bucket per station: sustained CALLs per second and burst.
     station_rate: float = Field(default=20.0, gt=0)
     station_burst: int = Field(default=40, ge=1)

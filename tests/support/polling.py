@@ -19,5 +19,6 @@ async def eventually(
         if check(result):
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still not true after {timeout} s: {result!r}")
+            shown = result.text if hasattr(result, "text") else repr(result)
+            raise AssertionError(f"still not true after {timeout} s: {shown}")
         await asyncio.sleep(0.1)

@@ -91,6 +91,7 @@ class SimulatedStation:
         "_random",
         "_ready_before",
         "_reset_pending",
+        "_retry_after",
         "_stats",
         "_statuses",
         "_url",
@@ -127,6 +128,8 @@ class SimulatedStation:
         self._accepted = False
         self._interval = DEFAULT_HEARTBEAT_INTERVAL
         self._connected_before = self._booted_before = self._ready_before = False
+        # Seconds the CSMS asked to wait (Retry-After) after refusing the last attempt.
+        self._retry_after = 0.0
         # Asked for by CSMS CALLs; done between our own CALLs.
         self._reset_pending = False
         self._boot_requested = False
@@ -162,7 +165,7 @@ class SimulatedStation:
             websocket = await self._connect()
             if websocket is None:
                 failures += 1
-                await asyncio.sleep(self._backoff(failures))
+                await asyncio.sleep(self._retry_after or self._backoff(failures))
                 continue
             delay = 0.0
             try:
@@ -186,11 +189,17 @@ class SimulatedStation:
 
     async def _connect(self) -> ClientConnection | None:
         self._stats.connecting += 1
+        self._retry_after = 0.0
         try:
             websocket = await connect(self._url, **self._connect_options)
         except (OSError, InvalidHandshake, TimeoutError) as error:
             self._stats.connect_failures += 1
             self._stats.error(_describe(error))
+            if isinstance(error, InvalidStatus):
+                # A CSMS shedding load says when to come back; come back then, with jitter.
+                after = error.response.headers.get("Retry-After", "")
+                if after.isdigit():
+                    self._retry_after = self._random.uniform(float(after), 2 * float(after))
             return None
         finally:
             self._stats.connecting -= 1
