@@ -1,4 +1,7 @@
-"""Request-scoped dependencies: one database session per request, the bus, the settings."""
+"""Request-scoped dependencies: one database session per request, the bus, the settings.
+
+All are `async def`: FastAPI runs plain functions in a thread pool, a hand-off per request.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +15,17 @@ from csms.bus.base import Bus
 from csms.config import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_bus(request: Request) -> Bus:
+async def get_bus(request: Request) -> Bus:
     bus: Bus = request.app.state.bus
     return bus
 
 
-def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return factory
 
