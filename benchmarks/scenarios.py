@@ -1,0 +1,791 @@
+"""The five scenarios. Each takes a running target and returns its result:
+
+    {"figures": {name: number | None}, "details": {...}, "notes": [str, ...]}
+
+Figures are what the report compares and judges; details are everything else worth keeping
+(simulator counters, per-step tables, CPU time per process, log findings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.loadgen import LoadGenerator, LoadGeneratorError
+from benchmarks.memory import cpu_seconds, pids_named, rss_kb
+from benchmarks.targets import CONNECTOR_STATUS, INGEST_TABLES, Target
+
+log = logging.getLogger("benchmarks")
+
+# Services shared by every target (their CPU is shown beside the target's own).
+SERVICES = {"rabbitmq": "beam.smp", "postgres": "postgres"}
+# More stations than this connect from several loopback addresses (one port range each).
+MANY_SOCKETS = 5000
+SOURCE_ADDRESSES = tuple(f"127.0.0.{number}" for number in range(1, 9))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one benchmark run."""
+
+    quick: bool
+    boot_stations: int
+    steady_stations: int
+    steady_steps: tuple[int, ...]  # total messages per second, per step
+    steady_step_s: float
+    steady_warmup_s: float
+    command_stations: int
+    command_rate: float
+    command_duration_s: float
+    memory_stations: int
+    memory_idle_s: float
+    scale_stations: int
+    connect_rate: float = 2000.0
+    # Seconds after the last station started that the simulator waits for all to boot.
+    boot_timeout_s: float = 60.0
+    # Seconds after the simulation ended that the harness keeps polling for persistence.
+    persist_grace_s: float = 30.0
+    drain_max_s: float = 20.0
+
+    @classmethod
+    def create(cls, quick: bool, stations: int | None) -> Plan:
+        if quick:
+            plan = cls(
+                quick=True,
+                boot_stations=100,
+                steady_stations=50,
+                steady_steps=(100,),
+                steady_step_s=3.0,
+                steady_warmup_s=0.5,
+                command_stations=20,
+                command_rate=20.0,
+                command_duration_s=2.0,
+                memory_stations=100,
+                memory_idle_s=2.0,
+                scale_stations=100,
+                boot_timeout_s=30.0,
+                persist_grace_s=15.0,
+                drain_max_s=10.0,
+            )
+        else:
+            plan = cls(
+                quick=False,
+                boot_stations=10000,
+                steady_stations=1000,
+                steady_steps=(1000, 2500, 5000, 7500),
+                steady_step_s=15.0,
+                steady_warmup_s=3.0,
+                command_stations=500,
+                command_rate=500.0,
+                command_duration_s=10.0,
+                memory_stations=5000,
+                memory_idle_s=5.0,
+                scale_stations=10000,
+            )
+        if stations is not None:
+            # N sets the boot storms; the smaller fleets never exceed it.
+            plan = cls(
+                **(
+                    plan.__dict__
+                    | {
+                        "boot_stations": stations,
+                        "scale_stations": stations,
+                        "steady_stations": min(plan.steady_stations, stations),
+                        "command_stations": min(plan.command_stations, stations),
+                        "memory_stations": min(plan.memory_stations, stations),
+                    }
+                )
+            )
+        return plan
+
+
+@dataclass
+class Bench:
+    """What every scenario needs: the plan, a scratch directory, the clock and the budget."""
+
+    plan: Plan
+    workdir: Path
+    tag: str
+    deadline: float
+    # Seconds of the budget kept for the targets still to come.
+    reserve: float = 0.0
+    _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def prefix(self, code: str) -> str:
+        """A station id prefix no other run or scenario uses (ids stay <= 48 characters)."""
+        return f"{self.tag}{code}{next(self._numbers)}-"
+
+    def remaining(self) -> float:
+        return self.deadline - self.reserve - time.monotonic()
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+
+def source_addresses(stations: int) -> list[str]:
+    return list(SOURCE_ADDRESSES) if stations > MANY_SOCKETS else []
+
+
+def fleet(
+    bench: Bench,
+    urls: list[str],
+    stations: int,
+    prefix: str,
+    *,
+    duration: float = 0.0,
+    message_rate: float = 0.0,
+) -> dict[str, Any]:
+    """SimulationConfig fields for a fleet of `stations` with two single-connector EVSEs."""
+    return {
+        "url": ",".join(urls),
+        "stations": stations,
+        "id_prefix": prefix,
+        "evses": 2,
+        "connectors": 1,
+        "connect_rate": bench.plan.connect_rate,
+        "duration": duration,
+        "message_rate": message_rate,
+        "source_addresses": source_addresses(stations),
+        "boot_timeout": bench.plan.boot_timeout_s,
+    }
+
+
+def _ready(count: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda snapshot: snapshot.get("ready", 0) >= count
+
+
+def _boot_wait(bench: Bench, stations: int) -> float:
+    """Seconds to wait for a whole fleet to be ready: starting it plus the boot timeout."""
+    return stations / bench.plan.connect_rate + bench.plan.boot_timeout_s + 5
+
+
+def sim_counters(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "stations",
+        "booted",
+        "ready",
+        "sent",
+        "results",
+        "call_errors",
+        "timeouts",
+        "pending",
+        "rejected",
+        "connect_failures",
+        "disconnects",
+        "reconnects",
+        "resets",
+        "in_flight_at_stop",
+        "sent_per_s",
+        "cpu_s",
+    )
+    counters = {key: summary.get(key) for key in keys}
+    counters["errors"] = summary.get("errors", {})
+    return counters
+
+
+def problems(summary: dict[str, Any]) -> int:
+    """Everything the stations saw go wrong."""
+    keys = ("call_errors", "timeouts", "connect_failures", "disconnects")
+    return sum(int(summary.get(key) or 0) for key in keys)
+
+
+class CpuMeter:
+    """CPU seconds each process of the target (and the simulator) used over a scenario."""
+
+    def __init__(self, target: Target) -> None:
+        self._pids = {name: popen.pid for name, popen in target.processes.items()}
+        self._start = {name: _cpu(pid) for name, pid in self._pids.items()}
+        # The shared services: RabbitMQ's VM, and the Postgres processes alive throughout.
+        self._services = {name: pids_named(command) for name, command in SERVICES.items()}
+        self._service_start = {
+            name: {pid: _cpu(pid) for pid in pids} for name, pids in self._services.items()
+        }
+        self._began = time.monotonic()
+        self._harness = time.process_time()
+
+    def sample(self) -> dict[str, float]:
+        """CPU seconds per process since the start, so far (call while they still run)."""
+        used = {name: round(_cpu(pid) - self._start[name], 2) for name, pid in self._pids.items()}
+        for name, started in self._service_start.items():
+            deltas = [_cpu(pid) - before for pid, before in started.items()]
+            used[name] = round(sum(d for d in deltas if not math.isnan(d)), 2)
+        used["harness"] = round(time.process_time() - self._harness, 2)
+        return used
+
+    def wall(self) -> float:
+        return round(time.monotonic() - self._began, 2)
+
+
+def _cpu(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+async def poll_until(
+    probe: Callable[[], Awaitable[int]],
+    done: Callable[[int], bool],
+    deadline: float,
+    interval: float = 0.25,
+) -> tuple[int, float | None]:
+    """Probe until `done(value)`; return the last value and the monotonic time it held."""
+    value = 0
+    while True:
+        value = await probe()
+        if done(value):
+            return value, time.monotonic()
+        if time.monotonic() >= deadline:
+            return value, None
+        await asyncio.sleep(interval)
+
+
+# 1. boot_storm
+
+
+async def boot_storm(bench: Bench, target: Target) -> dict[str, Any]:
+    return await run_boot_storm(bench, target, target.ocpp_urls[:1], bench.plan.boot_stations)
+
+
+async def run_boot_storm(
+    bench: Bench, target: Target, urls: list[str], stations: int, code: str = "B"
+) -> dict[str, Any]:
+    prefix = bench.prefix(code)
+    generator = LoadGenerator(
+        fleet(bench, urls, stations, prefix), bench.log_path(f"sim-{prefix}"), prefix
+    )
+    meter = CpuMeter(target)
+    await generator.start()
+    started = generator.started_monotonic
+    assert started is not None
+    persisted: asyncio.Task[tuple[int, float | None]] | None = None
+    counter = target.counter
+    expected_rows = 2 * stations
+    if counter is not None:
+        # Bounded: the simulator's own limit plus a grace period once it ended.
+        deadline = time.monotonic() + _boot_wait(bench, stations) + bench.plan.persist_grace_s
+        persisted = asyncio.create_task(
+            poll_until(
+                lambda: counter.count(CONNECTOR_STATUS, prefix),
+                lambda rows: rows >= expected_rows,
+                deadline,
+            )
+        )
+    try:
+        summary = await generator.finish(_boot_wait(bench, stations) + 10)
+        cpu = meter.sample()
+        rows, persisted_at = (0, None)
+        if persisted is not None:
+            # Once the stations are done, wait at most the grace period for the database.
+            try:
+                async with asyncio.timeout(bench.plan.persist_grace_s):
+                    rows, persisted_at = await asyncio.shield(persisted)
+            except TimeoutError:
+                persisted.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await persisted
+                rows = await counter.count(CONNECTOR_STATUS, prefix) if counter else 0
+    finally:
+        if persisted is not None and not persisted.done():
+            persisted.cancel()
+        if generator.running:
+            await generator.stop()
+    cpu["simulator"] = summary.get("cpu_s")
+    booted_s = summary.get("time_to_all_booted_s")
+    booted = int(summary.get("booted") or 0)
+    # Not all booted in time: the rate of those that did, up to the last one that did.
+    boot_phase_s = booted_s or _boot_phase_s(generator.progress, booted, summary)
+    figures: dict[str, Any] = {
+        "stations": stations,
+        "booted": booted,
+        "time_to_all_booted_s": booted_s,
+        "time_to_all_ready_s": summary.get("time_to_all_ready_s"),
+        "boots_per_s": round(booted / boot_phase_s, 1) if boot_phase_s else None,
+        "boot_p50_ms": _action(summary, "BootNotification", "p50"),
+        "boot_p99_ms": _action(summary, "BootNotification", "p99"),
+    }
+    notes = []
+    if counter is not None:
+        figures["all_persisted_s"] = (
+            round(persisted_at - started, 3) if persisted_at is not None else None
+        )
+        figures["connector_status_rows"] = rows
+        if persisted_at is None:
+            notes.append(f"only {rows} of {expected_rows} connector_status rows were written")
+    if not booted_s:
+        notes.append(f"only {summary.get('booted')} of {stations} stations booted Accepted")
+    if summary.get("pending"):
+        notes.append(f"{summary['pending']} BootNotifications were answered Pending")
+    if summary.get("errors"):
+        notes.append(f"stations saw errors: {summary['errors']}")
+    return {
+        "figures": figures,
+        "details": {
+            "prefix": prefix,
+            "urls": urls,
+            "simulator": sim_counters(summary),
+            "latency_by_action_ms": summary.get("latency_by_action_ms", {}),
+            "cpu_s": cpu,
+            "wall_s": meter.wall(),
+        },
+        "notes": notes,
+    }
+
+
+def _boot_phase_s(progress: list[dict[str, Any]], booted: int, summary: dict[str, Any]) -> float:
+    for snapshot in progress:
+        if snapshot.get("booted", 0) >= booted:
+            return float(snapshot["elapsed_s"])
+    return float(summary.get("elapsed_s") or 0.0)
+
+
+def _action(summary: dict[str, Any], action: str, key: str) -> float | None:
+    value = summary.get("latency_by_action_ms", {}).get(action, {}).get(key)
+    return float(value) if value is not None else None
+
+
+# 2. steady_ingest
+
+
+async def steady_ingest(bench: Bench, target: Target) -> dict[str, Any]:
+    plan = bench.plan
+    stations = plan.steady_stations
+    steps: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for total_rate in plan.steady_steps:
+        # A step costs its duration, the fleet's boot and close, and the drain.
+        needed = plan.steady_step_s + plan.steady_warmup_s + stations / plan.connect_rate + 15
+        if steps and bench.remaining() < needed:
+            notes.append(f"stopped before {total_rate} msg/s: time budget")
+            break
+        try:
+            step = await _steady_step(bench, target, stations, total_rate)
+        except LoadGeneratorError as error:
+            if not steps:
+                raise
+            notes.append(f"step {total_rate} msg/s did not run: {error}")
+            break
+        steps.append(step)
+        log.info("  %s steady %d msg/s: %s", target.name, total_rate, _brief(step))
+        if step["p99_ms"] is None or step["p99_ms"] > 1000:
+            notes.append(f"stopped after {total_rate} msg/s: p99 over 1 s")
+            break
+        if step["errors"]:
+            notes.append(f"stopped after {total_rate} msg/s: {step['errors']} station errors")
+            break
+        if step.get("saturated"):
+            notes.append(f"stopped after {total_rate} msg/s: saturated (sent < 80% of asked)")
+            break
+    best = _best_step(steps, target.counter is not None)
+    figures: dict[str, Any] = {
+        "stations": stations,
+        "steps_run": len(steps),
+        "max_target_rate": steps[-1]["target_per_s"] if steps else None,
+        "max_sent_per_s": max((s["sent_per_s"] for s in steps), default=None),
+        "p50_ms": best["p50_ms"] if best else None,
+        "p99_ms": best["p99_ms"] if best else None,
+    }
+    if target.counter is not None:
+        figures["max_persisted_per_s"] = max(
+            (s["persisted_per_s"] for s in steps if s["persisted_per_s"] is not None),
+            default=None,
+        )
+        figures["best_persisted_per_s_p99_le_100ms"] = max(
+            (
+                s["persisted_per_s"]
+                for s in steps
+                if s["persisted_per_s"] is not None and (s["p99_ms"] or math.inf) <= 100
+            ),
+            default=0.0,
+        )
+    return {"figures": figures, "details": {"steps": steps}, "notes": notes}
+
+
+def _best_step(steps: list[dict[str, Any]], persisted: bool) -> dict[str, Any] | None:
+    """The highest step still within 1 s p99 and without errors (else the first)."""
+    good = [s for s in steps if not s["errors"] and (s["p99_ms"] or math.inf) <= 1000]
+    return (good or steps)[-1] if steps else None
+
+
+def _brief(step: dict[str, Any]) -> str:
+    return (
+        f"sent {step['sent_per_s']}/s persisted {step.get('persisted_per_s')}/s "
+        f"p50 {step['p50_ms']} p99 {step['p99_ms']} ms errors {step['errors']}"
+    )
+
+
+async def _steady_step(
+    bench: Bench, target: Target, stations: int, total_rate: int
+) -> dict[str, Any]:
+    plan = bench.plan
+    prefix = bench.prefix("S")
+    config = fleet(
+        bench,
+        target.ocpp_urls[:1],
+        stations,
+        prefix,
+        duration=plan.steady_step_s + _boot_wait(bench, stations) + 60,
+        message_rate=total_rate / stations,
+    )
+    generator = LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
+    counter = target.counter
+    await generator.start()
+    try:
+        await generator.wait_for(
+            _ready(stations), _boot_wait(bench, stations), "all stations ready"
+        )
+        # The fleet is booted; let the boot's backlog clear before the window opens.
+        await asyncio.sleep(plan.steady_warmup_s)
+        meter = CpuMeter(target)
+        rows_before = await counter.count(INGEST_TABLES, prefix) if counter else 0
+        counted_before = time.monotonic()
+        await generator.open_window()
+        await asyncio.sleep(plan.steady_step_s)
+        window = await generator.close_window()
+        rows_after = await counter.count(INGEST_TABLES, prefix) if counter else 0
+        counted_after = time.monotonic()
+        cpu = meter.sample()
+    finally:
+        summary = await generator.stop()
+    if not window.get("available"):
+        raise RuntimeError("the simulator could not measure a window")
+    seconds = float(window["seconds"])
+    latency = window.get("latency_ms") or {}
+    sent_per_s = round(window["sent"] / seconds, 1)
+    errors = sum(
+        int(window.get(key) or 0)
+        for key in ("call_errors", "timeouts", "connect_failures", "disconnects")
+    )
+    step: dict[str, Any] = {
+        "target_per_s": total_rate,
+        "per_station_per_s": round(total_rate / stations, 3),
+        "window_s": round(seconds, 2),
+        "sent_per_s": sent_per_s,
+        "answered_per_s": round(window["results"] / seconds, 1),
+        "p50_ms": latency.get("p50"),
+        "p99_ms": latency.get("p99"),
+        "max_ms": latency.get("max"),
+        "latency_by_action_ms": window.get("latency_by_action_ms", {}),
+        "errors": errors,
+        "window": {key: window.get(key) for key in ("sent", "results", *_ERROR_KEYS)},
+        "simulator": sim_counters(summary),
+        "cpu_s": cpu | {"simulator (whole run)": summary.get("cpu_s")},
+    }
+    if sent_per_s < SATURATED * total_rate:
+        step["saturated"] = True
+        step["note"] = "the stations sent less than asked: answers came too slowly"
+    if counter is not None:
+        step["persisted_per_s"] = round(
+            (rows_after - rows_before) / (counted_after - counted_before), 1
+        )
+        # Every answered CALL must end up in the database: wait for the backlog to drain.
+        by_action = summary.get("latency_by_action_ms", {})
+        expected = sum(
+            int(by_action.get(action, {}).get("count", 0))
+            for action in ("StatusNotification", "NotifyEvent")
+        ) - int(summary.get("call_errors") or 0)
+        drained_from = time.monotonic()
+        final, drained_at = await poll_until(
+            lambda: counter.count(INGEST_TABLES, prefix),
+            lambda rows: rows >= expected,
+            drained_from + plan.drain_max_s,
+            interval=0.5,
+        )
+        step["answered_messages"] = expected
+        step["rows_after_drain"] = final
+        step["drain_s"] = round(drained_at - drained_from, 2) if drained_at else None
+        if drained_at is None:
+            step["note_drain"] = (
+                f"{expected - final} answered messages not in the database "
+                f"{plan.drain_max_s:.0f} s after the step"
+            )
+    else:
+        step["persisted_per_s"] = None
+    return step
+
+
+_ERROR_KEYS = ("call_errors", "timeouts", "connect_failures", "disconnects")
+# A step whose stations sent less than this share of the asked rate saturated the target.
+SATURATED = 0.8
+
+
+# 3. commands
+
+
+async def commands(bench: Bench, target: Target) -> dict[str, Any]:
+    plan = bench.plan
+    if target.api_url is None:
+        raise ValueError(f"{target.name} has no HTTP API")
+    stations = plan.command_stations
+    prefix = bench.prefix("C")
+    total = round(plan.command_rate * plan.command_duration_s)
+    config = fleet(
+        bench,
+        target.ocpp_urls[:1],
+        stations,
+        prefix,
+        duration=plan.command_duration_s + _boot_wait(bench, stations) + 120,
+    )
+    generator = LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
+    station_ids = [f"{prefix}{number:0{len(str(stations))}d}" for number in range(1, stations + 1)]
+    meter = CpuMeter(target)
+    await generator.start()
+    try:
+        await generator.wait_for(_ready(stations), _boot_wait(bench, stations), "stations ready")
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=target.api_url,
+                        timeout=REQUEST_CAP_S,
+                        limits=httpx.Limits(
+                            max_connections=CLIENT_CONNECTIONS,
+                            max_keepalive_connections=CLIENT_CONNECTIONS,
+                        ),
+                    )
+                )
+                for _ in range(HTTP_CLIENTS)
+            ]
+            for number, station_id in enumerate(station_ids[:HTTP_CLIENTS]):
+                # Warm-up (not measured): one connection per client, the station is known.
+                await clients[number].get(f"/stations/{station_id}")
+            results = await _open_loop(clients, station_ids, plan.command_rate, total)
+        cpu = meter.sample()
+    finally:
+        summary = await generator.stop()
+    first_due = min(r[0] for r in results)
+    last_due = max(r[0] for r in results)
+    statuses = Counter(r[2] for r in results)
+    ok_results = [r for r in results if r[2] == "200"]
+    ok = sorted(r[1] for r in ok_results)
+    every = sorted(r[1] for r in results)
+    # Successful commands per second, from the first request due to the last 200 answer.
+    ok_window = max((r[0] + r[1] for r in ok_results), default=first_due) - first_due
+    figures = {
+        "stations": stations,
+        "target_rate": plan.command_rate,
+        "requests": len(results),
+        "sent_per_s": round((len(results) - 1) / (last_due - first_due), 1)
+        if last_due > first_due
+        else None,
+        "achieved_rate": round(len(ok) / ok_window, 1) if ok_window > 0 else 0.0,
+        "p50_ms": _ms(_percentile(ok, 50)),
+        "p99_ms": _ms(_percentile(ok, 99)),
+        "max_ms": _ms(ok[-1] if ok else None),
+        "p50_all_ms": _ms(_percentile(every, 50)),
+        "p99_all_ms": _ms(_percentile(every, 99)),
+        "ok": len(ok),
+        "non_200": len(results) - len(ok),
+    }
+    notes = []
+    if figures["non_200"]:
+        notes.append(f"answers other than 200: {dict(statuses)}")
+    return {
+        "figures": figures,
+        "details": {
+            "prefix": prefix,
+            "statuses": dict(statuses),
+            "simulator": sim_counters(summary),
+            "cpu_s": cpu | {"simulator": summary.get("cpu_s")},
+        },
+        "notes": notes,
+    }
+
+
+async def _open_loop(
+    clients: list[httpx.AsyncClient], station_ids: list[str], rate: float, total: int
+) -> list[tuple[float, float, str]]:
+    """Send `total` resets at `rate` per second whatever the answers take (open loop),
+    round-robin over the stations and the clients; return (due at, seconds, status) each.
+
+    A request's latency counts from when it was due, so a request waiting for a free
+    connection (at most HTTP_CLIENTS x CLIENT_CONNECTIONS in flight) is not flattered. The
+    wait is in the harness, not in httpcore's pool, whose queue costs O(queued x
+    connections) per request and would make the client the bottleneck.
+    """
+    results: list[tuple[float, float, str]] = []
+    slots = [asyncio.Semaphore(CLIENT_CONNECTIONS) for _ in clients]
+    started = time.perf_counter()
+
+    async def one(number: int) -> None:
+        station_id = station_ids[number % len(station_ids)]
+        which = number % len(clients)
+        due = started + number / rate
+        try:
+            # The API answers 504 after its own 30 s; waiting longer only hides a stall.
+            async with asyncio.timeout(REQUEST_CAP_S - (time.perf_counter() - due)):
+                async with slots[which]:
+                    response = await clients[which].post(
+                        f"/stations/{station_id}/reset", json={"type": "OnIdle"}
+                    )
+            status = str(response.status_code)
+        except httpx.HTTPError as error:
+            status = type(error).__name__
+        except TimeoutError:
+            status = f"no answer in {REQUEST_CAP_S:.0f} s"
+        results.append((due, time.perf_counter() - due, status))
+
+    tasks: list[asyncio.Task[None]] = []
+    for number in range(total):
+        delay = started + number / rate - time.perf_counter()
+        if delay > 0.001:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(number)))
+    await asyncio.gather(*tasks)
+    return results
+
+
+REQUEST_CAP_S = 35.0
+# Client side of the commands scenario: this many clients, each with this many connections.
+HTTP_CLIENTS = 8
+CLIENT_CONNECTIONS = 32
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    rank = math.ceil(q / 100 * len(ordered))
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 2) if seconds is not None else None
+
+
+# 4. idle_memory
+
+
+async def idle_memory(bench: Bench, target: Target) -> dict[str, Any]:
+    plan = bench.plan
+    stations = plan.memory_stations
+    prefix = bench.prefix("M")
+    config = fleet(
+        bench,
+        target.ocpp_urls[:1],
+        stations,
+        prefix,
+        duration=plan.memory_idle_s + _boot_wait(bench, stations) + 60,
+    )
+    before = rss_kb(target.memory_pid)
+    generator = LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
+    notes = []
+    await generator.start()
+    try:
+        try:
+            await generator.wait_for(
+                _ready(stations), _boot_wait(bench, stations), "stations ready"
+            )
+        except LoadGeneratorError as error:
+            # Measure what did connect, and say so: the per-station figure is then per
+            # connected station, with the others still retrying (not idle).
+            notes.append(f"not every station was ready: {error}")
+        await asyncio.sleep(plan.memory_idle_s)
+        after = rss_kb(target.memory_pid)
+        connected = int(generator.latest.get("connected") or 0)
+    finally:
+        summary = await generator.stop()
+    if connected != stations:
+        notes.append(f"{connected} of {stations} stations connected when measured")
+    if summary.get("errors"):
+        notes.append(f"stations saw errors: {summary['errors']}")
+    return {
+        "figures": {
+            "stations": stations,
+            "connected": connected,
+            "rss_before_kb": before,
+            "rss_after_kb": after,
+            "kb_per_station": round((after - before) / connected, 2) if connected else None,
+        },
+        "details": {
+            "process": target.memory_process,
+            "idle_s": plan.memory_idle_s,
+            "compression": "permessage-deflate (simulator default)",
+            "simulator": sim_counters(summary),
+        },
+        "notes": notes,
+    }
+
+
+# 5. scale_out
+
+
+async def scale_out(bench: Bench, target: Target) -> dict[str, Any]:
+    """Boot storms through one gateway, then through two (round-robin); same N, same stack."""
+    if len(target.ocpp_urls) < 2:
+        raise ValueError("scale_out needs a deployment with two gateways")
+    stations = bench.plan.scale_stations
+    one = await run_boot_storm(bench, target, target.ocpp_urls[:1], stations, "O")
+    await settle(target)
+    two = await run_boot_storm(bench, target, target.ocpp_urls[:2], stations, "T")
+    one_rate = one["figures"]["boots_per_s"]
+    two_rate = two["figures"]["boots_per_s"]
+    return {
+        "figures": {
+            "stations": stations,
+            "one_gateway_boots_per_s": one_rate,
+            "two_gateways_boots_per_s": two_rate,
+            "ratio": round(two_rate / one_rate, 3) if one_rate and two_rate else None,
+            "one_gateway_all_booted_s": one["figures"]["time_to_all_booted_s"],
+            "two_gateways_all_booted_s": two["figures"]["time_to_all_booted_s"],
+        },
+        "details": {"one_gateway": one, "two_gateways": two},
+        "notes": [f"one gateway: {n}" for n in one["notes"]]
+        + [f"two gateways: {n}" for n in two["notes"]],
+    }
+
+
+async def settle(target: Target, timeout: float = 45.0) -> dict[str, Any]:
+    """Between scenarios: wait until the gateways hold no connection and the broker's queues
+    are empty, so that one scenario's backlog does not slow the next; say how long it took."""
+    began = time.monotonic()
+    deadline = began + timeout
+    connections_left: int | None = None
+    async with httpx.AsyncClient(timeout=2) as client:
+        for url in target.ocpp_urls:
+            metrics = url.replace("ws://", "http://").rsplit("/ocpp", 1)[0] + "/metrics"
+            while time.monotonic() < deadline:
+                try:
+                    response = await client.get(metrics)
+                except httpx.HTTPError:
+                    break  # no metrics (the baseline): the sleep below must do
+                if response.status_code != 200:
+                    break
+                match = re.search(r"^csms_gateway_connections (\d+)$", response.text, re.M)
+                connections_left = int(match.group(1)) if match else 0
+                if not connections_left:
+                    break
+                await asyncio.sleep(0.5)
+    backlog: int | None = None
+    if target.backlog is not None:
+        while time.monotonic() < deadline:
+            backlog = await target.backlog()
+            if not backlog:
+                break
+            await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)
+    return {
+        "seconds": round(time.monotonic() - began, 1),
+        "connections_left": connections_left,
+        "queued_messages_left": backlog,
+    }
+
+
+SCENARIOS: dict[str, Callable[[Bench, Target], Awaitable[dict[str, Any]]]] = {
+    "boot_storm": boot_storm,
+    "steady_ingest": steady_ingest,
+    "commands": commands,
+    "idle_memory": idle_memory,
+    "scale_out": scale_out,
+}
