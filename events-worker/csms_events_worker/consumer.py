@@ -44,9 +44,7 @@ class EventsWorker:
 
     async def start(self) -> None:
         await self._bus.declare_work_queues()
-        # SQLite has one writer at a time: concurrent batches would only wait on its lock.
-        sqlite = self._settings.database_url.startswith("sqlite")
-        concurrency = 1 if sqlite else self._settings.consumer_concurrency
+        concurrency = self._settings.consumer_concurrency
         batch = self._settings.consumer_batch
         bulk: list[tuple[str, BulkHandler, int]] = [
             (topology.BOOT_QUEUE.name, self._boots, concurrency),

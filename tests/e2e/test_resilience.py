@@ -95,11 +95,14 @@ async def test_a_dead_gateways_stations_go_offline_and_reconnect_elsewhere(
             lambda: api.get("/stations/CS-crash-2"), lambda r: r.json()["connected"] is True
         )
         fragile.process("gateway-1").stop(signal.SIGKILL)
-        await eventually(
-            lambda: api.get("/stations/CS-crash-2"),
-            lambda r: r.json()["connected"] is False,
-            timeout=40,
-        )
+        try:
+            await eventually(
+                lambda: api.get("/stations/CS-crash-2"),
+                lambda r: r.json()["connected"] is False,
+                timeout=40,
+            )
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\n{fragile.logs()}") from None
         again = await connect_station(fragile.ocpp_urls[1], "CS-crash-2")
         try:
             await again.heartbeat()
