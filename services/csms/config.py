@@ -75,6 +75,8 @@ class Settings(BaseSettings):
 
     # Bus consumers: handlers in flight per queue, and the most messages one transaction takes.
     consumer_prefetch: int = Field(default=64, ge=1)
+    # Seconds a publish (or binding) may wait for the broker before it counts as failed.
+    publish_timeout: float = Field(default=10.0, gt=0)
     consumer_concurrency: int = Field(default=4, ge=1)
     consumer_batch: int = Field(default=200, ge=1)
     database_pool_size: int = Field(default=24, ge=1)

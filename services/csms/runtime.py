@@ -24,6 +24,9 @@ from csms_gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
+# Seconds a stopping process spends closing sockets and flushing before it gives up.
+_STOP_TIMEOUT = 15.0
+
 
 def make_bus(settings: Settings) -> Bus:
     if settings.amqp_url is None:
@@ -32,6 +35,7 @@ def make_bus(settings: Settings) -> Bus:
         settings.amqp_url,
         prefetch=settings.consumer_prefetch,
         max_redeliveries=settings.max_redeliveries,
+        publish_timeout=settings.publish_timeout,
     )
 
 
@@ -90,12 +94,17 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
             api.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
-        if gateway is not None:
-            await gateway.stop()
-        if worker is not None:
-            await worker.stop()
+        # Bounded, so that an unreachable broker cannot keep a stopping process alive.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_STOP_TIMEOUT):
+                if gateway is not None:
+                    await gateway.stop()
+                if worker is not None:
+                    await worker.stop()
         if health is not None:
             health.close()
-        await bus.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_STOP_TIMEOUT):
+                await bus.close()
         if engine is not None:
             await engine.dispose()

@@ -37,9 +37,17 @@ _REDELIVERY_DELAY = 1.0
 
 
 class AmqpBus(Bus):
-    def __init__(self, url: str, *, prefetch: int = 64, max_redeliveries: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 64,
+        max_redeliveries: int = 5,
+        publish_timeout: float = 10.0,
+    ) -> None:
         super().__init__()
         self._url = url
+        self._publish_timeout = publish_timeout
         self._prefetch = prefetch
         self._max_redeliveries = max_redeliveries
         self._connection: AbstractRobustConnection | None = None
@@ -131,7 +139,12 @@ class AmqpBus(Bus):
         except KeyError:
             raise BusError(f"unknown exchange {exchange!r}") from None
         try:
-            await target.publish(amqp_message, routing_key, mandatory=mandatory)
+            # Bounded: with the broker away, the caller gets an error (a station: InternalError,
+            # and sends again) instead of waiting for ever.
+            async with asyncio.timeout(self._publish_timeout):
+                await target.publish(amqp_message, routing_key, mandatory=mandatory)
+        except TimeoutError as exc:
+            raise BusError(f"publish to {exchange!r} not confirmed in time") from exc
         except DeliveryError as exc:
             if isinstance(exc.frame, Basic.Return):
                 raise Unroutable(f"no queue bound to {exchange!r} for {routing_key!r}") from exc
@@ -179,11 +192,19 @@ class AmqpBus(Bus):
 
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
-        await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
+        except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as exc:
+            raise BusError(f"could not bind {routing_key!r}: {exc!r}") from exc
 
     async def unbind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
-        await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
+        except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as exc:
+            raise BusError(f"could not unbind {routing_key!r}: {exc!r}") from exc
 
     async def _start_consumer(
         self,

@@ -142,14 +142,11 @@ def _boot_data(payload: dict[str, Any]) -> dict[str, Any]:
 async def _locked_stations(session: AsyncSession, reports: list[BootReport]) -> dict[str, Station]:
     first_seen = {report.station_id: report.received_at for report in reversed(reports)}
     await session.execute(
-        insert(session, Station)
-        .values(
-            [
-                {"id": station_id, "connected": False, "created_at": at}
-                for station_id, at in sorted(first_seen.items())
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
+        insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
+        [
+            {"id": station_id, "connected": False, "created_at": at}
+            for station_id, at in sorted(first_seen.items())
+        ],
     )
     # Locked (in id order, so concurrent batches cannot deadlock) against a concurrent
     # command answer for the same station.

@@ -108,20 +108,17 @@ async def _locked_sequences(
 ) -> dict[str, EventSequence]:
     first = {report.station_id: report for report in reversed(reports)}
     await session.execute(
-        insert(session, EventSequence)
-        .values(
-            [
-                {
-                    "station_id": station_id,
-                    "expected_seq_no": 0,
-                    "report_open": False,
-                    "last_generated_at": report.generated_at,
-                    "updated_at": report.received_at,
-                }
-                for station_id, report in sorted(first.items())
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["station_id"])
+        insert(session, EventSequence).on_conflict_do_nothing(index_elements=["station_id"]),
+        [
+            {
+                "station_id": station_id,
+                "expected_seq_no": 0,
+                "report_open": False,
+                "last_generated_at": report.generated_at,
+                "updated_at": report.received_at,
+            }
+            for station_id, report in sorted(first.items())
+        ],
     )
     # Locked in id order, so that concurrent batches cannot deadlock.
     rows = await session.scalars(

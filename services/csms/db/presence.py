@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,17 +57,19 @@ async def record_connections(
     registered security profile."""
     if not connections:
         return {}
+    # executemany of cached statements (see statuses.record_statuses).
     await session.execute(
-        insert(session, Station)
-        .values(
-            [
-                {"id": station_id, "connected": False, "created_at": at}
-                for station_id, at in sorted({(c.station_id, c.connected_at) for c in connections})
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
+        insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
+        [
+            {"id": station_id, "connected": False, "created_at": at}
+            for station_id, at in sorted({(c.station_id, c.connected_at) for c in connections})
+        ],
     )
-    upsert = insert(session, StationConnection).values(
+    upsert = insert(session, StationConnection)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["id"], set_={"connected_at": upsert.excluded.connected_at}
+        ),
         [
             {
                 "id": c.connection_id,
@@ -77,9 +78,18 @@ async def record_connections(
                 "connected_at": c.connected_at,
             }
             for c in connections
-        ]
+        ],
     )
-    closed = await _closed_connections(session, upsert)
+    closed = set(
+        (
+            await session.scalars(
+                select(StationConnection.id).where(
+                    StationConnection.id.in_([c.connection_id for c in connections]),
+                    StationConnection.disconnected_at.is_not(None),
+                )
+            )
+        ).all()
+    )
     still_open = [c for c in connections if c.connection_id not in closed]
     if still_open:
         table = _station_table()
@@ -104,16 +114,6 @@ async def record_connections(
         )
     )
     return {row[0]: (row[1], row[2]) for row in rows}
-
-
-async def _closed_connections(session: AsyncSession, upsert: Any) -> set[str]:
-    """Run the connection upsert; return the ids of connections already closed."""
-    rows = await session.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["id"], set_={"connected_at": upsert.excluded.connected_at}
-        ).returning(StationConnection.id, StationConnection.disconnected_at)
-    )
-    return {row[0] for row in rows if row[1] is not None}
 
 
 def _station_table() -> Table:

@@ -30,12 +30,13 @@ async def record_statuses(session: AsyncSession, reports: list[StatusReport]) ->
     """
     if not reports:
         return
+    # executemany of one cached statement: a multi-row VALUES would be compiled anew for
+    # every batch size, which costs more than the database work.
     await session.execute(
-        insert(session, StatusNotification)
-        .values([_history_row(report) for report in reports])
-        .on_conflict_do_nothing(
+        insert(session, StatusNotification).on_conflict_do_nothing(
             index_elements=["station_id", "evse_id", "connector_id", "status_at", "status"]
-        )
+        ),
+        [_history_row(report) for report in reports],
     )
     # One row per connector: an upsert may not touch the same row twice.
     newest: dict[tuple[str, int, int], StatusReport] = {}
@@ -43,7 +44,17 @@ async def record_statuses(session: AsyncSession, reports: list[StatusReport]) ->
         key = (report.station_id, report.evse_id, report.connector_id)
         if key not in newest or newest[key].status_at <= report.status_at:
             newest[key] = report
-    upsert = insert(session, ConnectorStatus).values(
+    upsert = insert(session, ConnectorStatus)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["station_id", "evse_id", "connector_id"],
+            set_={
+                "status": upsert.excluded.status,
+                "status_at": upsert.excluded.status_at,
+                "updated_at": upsert.excluded.updated_at,
+            },
+            where=ConnectorStatus.__table__.c.status_at <= upsert.excluded.status_at,
+        ),
         [
             {
                 "station_id": r.station_id,
@@ -54,18 +65,7 @@ async def record_statuses(session: AsyncSession, reports: list[StatusReport]) ->
                 "updated_at": r.received_at,
             }
             for r in newest.values()
-        ]
-    )
-    await session.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["station_id", "evse_id", "connector_id"],
-            set_={
-                "status": upsert.excluded.status,
-                "status_at": upsert.excluded.status_at,
-                "updated_at": upsert.excluded.updated_at,
-            },
-            where=ConnectorStatus.__table__.c.status_at <= upsert.excluded.status_at,
-        )
+        ],
     )
 
 
