@@ -190,20 +190,20 @@ class AmqpBus(Bus):
         # retried: it may have reached the station already, and its requester times out.
         await self._start_consumer(self._inbox, one_by_one(handler), self._prefetch, retry=False)
 
+    # Bindings are not given a deadline: cancelling a Queue.Bind in flight makes the client
+    # close the whole channel, and with it every binding of this gateway.
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
-        except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as exc:
+            await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
             raise BusError(f"could not bind {routing_key!r}: {exc!r}") from exc
 
     async def unbind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
-        except (TimeoutError, AMQPError, ConnectionError, RuntimeError) as exc:
+            await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
+        except (AMQPError, ConnectionError, RuntimeError) as exc:
             raise BusError(f"could not unbind {routing_key!r}: {exc!r}") from exc
 
     async def _start_consumer(
