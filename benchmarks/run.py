@@ -54,7 +54,7 @@ MIN_SECONDS = {
     "boot_storm": 60,
     "steady_ingest": 30,
     "commands": 50,
-    "scale_out": 150,
+    "scale_out": 120,
 }
 MIN_SECONDS_QUICK = dict.fromkeys(MIN_SECONDS, 8)
 
@@ -140,6 +140,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     open_files = raise_open_file_limit()
     machine = reporting.machine() | {"open_file_limit": open_files}
+    git_at_start = reporting.git()
     try:
         minimum = MIN_SECONDS_QUICK if plan.quick else MIN_SECONDS
         for index, (name, factory, scenarios) in enumerate(GROUPS):
@@ -179,7 +180,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "budget_s": budget,
         "plan": asdict(plan),
         "machine": machine,
-        "git": reporting.git(),
+        "git": git_at_start,
+        "git_at_end": reporting.git(),
         "targets": targets,
         "logs": str(workdir) if args.keep_logs else None,
         "notes": reporting.NOTES,
@@ -204,6 +206,9 @@ async def _run_group(
             results[scenario][name] = {"skipped": "time budget", "figures": {}}
         return {"skipped": "time budget"}
     log.info("starting %s", name)
+    # The code each target runs is what is checked out when its processes start.
+    code = reporting.git()
+    info["code"] = {"commit": code["commit"], "uncommitted_changes": code["changed_files"]}
     starting = time.monotonic()
     target: Target | None = None
     try:
@@ -214,9 +219,16 @@ async def _run_group(
                 result = await _run_scenario(bench, scenario, target)
                 results[scenario][name] = result
                 result["settle_after"] = settled = await settle(target)
-                if settled["connections_left"] or settled["queued_messages_left"]:
-                    result.setdefault("notes", []).append(
-                        f"not settled {settled['seconds']} s after the scenario: {settled}"
+                notes = result.setdefault("notes", [])
+                if settled["connections_left"]:
+                    notes.append(
+                        f"{settled['connections_left']} connections still held by the gateway "
+                        f"{settled['seconds']} s after every station had closed its socket"
+                    )
+                if settled["queued_messages_left"]:
+                    notes.append(
+                        f"{settled['queued_messages_left']} messages still queued in the broker "
+                        f"{settled['seconds']} s after the scenario"
                     )
             info["logs"] = log_findings(target.log_paths)
     except Exception as error:

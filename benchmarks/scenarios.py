@@ -54,9 +54,9 @@ class Plan:
     scale_stations: int
     connect_rate: float = 2000.0
     # Seconds after the last station started that the simulator waits for all to boot.
-    boot_timeout_s: float = 60.0
+    boot_timeout_s: float = 45.0
     # Seconds after the simulation ended that the harness keeps polling for persistence.
-    persist_grace_s: float = 30.0
+    persist_grace_s: float = 20.0
     drain_max_s: float = 20.0
 
     @classmethod
@@ -746,40 +746,53 @@ async def scale_out(bench: Bench, target: Target) -> dict[str, Any]:
     }
 
 
-async def settle(target: Target, timeout: float = 45.0) -> dict[str, Any]:
-    """Between scenarios: wait until the gateways hold no connection and the broker's queues
-    are empty, so that one scenario's backlog does not slow the next; say how long it took."""
+async def settle(target: Target, timeout: float = 20.0) -> dict[str, Any]:
+    """Between scenarios: wait (each at most `timeout`) until the gateways hold no connection
+    and the broker's queues are empty, so that one scenario's backlog does not slow the next.
+    A count that stops going down is left as it is (a leak is reported, not waited for)."""
     began = time.monotonic()
-    deadline = began + timeout
-    connections_left: int | None = None
-    async with httpx.AsyncClient(timeout=2) as client:
-        for url in target.ocpp_urls:
-            metrics = url.replace("ws://", "http://").rsplit("/ocpp", 1)[0] + "/metrics"
-            while time.monotonic() < deadline:
-                try:
-                    response = await client.get(metrics)
-                except httpx.HTTPError:
-                    break  # no metrics (the baseline): the sleep below must do
-                if response.status_code != 200:
-                    break
-                match = re.search(r"^csms_gateway_connections (\d+)$", response.text, re.M)
-                connections_left = int(match.group(1)) if match else 0
-                if not connections_left:
-                    break
-                await asyncio.sleep(0.5)
-    backlog: int | None = None
+    connections = await _wait_down(lambda: _gateway_connections(target), timeout, still_for=3.0)
+    backlog = None
     if target.backlog is not None:
-        while time.monotonic() < deadline:
-            backlog = await target.backlog()
-            if not backlog:
-                break
-            await asyncio.sleep(1.0)
+        backlog = await _wait_down(target.backlog, timeout, still_for=5.0)
     await asyncio.sleep(1.0)
     return {
         "seconds": round(time.monotonic() - began, 1),
-        "connections_left": connections_left,
+        "connections_left": connections,
         "queued_messages_left": backlog,
     }
+
+
+async def _wait_down(
+    probe: Callable[[], Awaitable[int | None]], timeout: float, still_for: float
+) -> int | None:
+    """Poll until the value is 0 (or None: not observable), has not changed for `still_for`
+    seconds, or `timeout` passed; return the last value."""
+    deadline = time.monotonic() + timeout
+    value = await probe()
+    changed_at = time.monotonic()
+    while value and time.monotonic() < deadline and time.monotonic() - changed_at < still_for:
+        await asyncio.sleep(0.5)
+        latest = await probe()
+        if latest != value:
+            value, changed_at = latest, time.monotonic()
+    return value
+
+
+async def _gateway_connections(target: Target) -> int | None:
+    """Connections the target's gateways hold, from their /metrics (None: no metrics)."""
+    total: int | None = None
+    async with httpx.AsyncClient(timeout=2) as client:
+        for url in target.ocpp_urls:
+            metrics = url.replace("ws://", "http://").rsplit("/ocpp", 1)[0] + "/metrics"
+            try:
+                response = await client.get(metrics)
+            except httpx.HTTPError:
+                continue
+            match = re.search(r"^csms_gateway_connections (\d+)$", response.text, re.M)
+            if response.status_code == 200 and match:
+                total = (total or 0) + int(match.group(1))
+    return total
 
 
 SCENARIOS: dict[str, Callable[[Bench, Target], Awaitable[dict[str, Any]]]] = {
