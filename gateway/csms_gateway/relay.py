@@ -62,6 +62,23 @@ def _iso(epoch: float) -> str:
     return format_datetime(datetime.fromtimestamp(epoch, UTC))
 
 
+async def _registered(registration: asyncio.Future[str | None]) -> str | None:
+    """The boot status the registration found, or InternalError if it could not be had.
+
+    Shielded: one waiter giving up does not cancel the look-up for the others. The caller's own
+    cancellation (its socket closed) still propagates, or the session could never finish.
+    """
+    try:
+        return await asyncio.shield(registration)
+    except BusError as exc:
+        raise InternalError("registration state unavailable, try again") from exc
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if registration.cancelled() and (task is None or task.cancelling() == 0):
+            raise InternalError("registration abandoned") from exc
+        raise
+
+
 class Relay:
     def __init__(self, bus: Bus, settings: Settings, gateway_id: str, admission: Admission) -> None:
         self._bus = bus
@@ -180,10 +197,7 @@ class Relay:
 
     async def _boot_status(self, session: StationSession) -> str | None:
         if session.boot_status is None and session.registration is not None:
-            try:
-                session.boot_status = await asyncio.shield(session.registration)
-            except (BusError, asyncio.CancelledError) as exc:
-                raise InternalError("registration state unavailable, try again") from exc
+            session.boot_status = await _registered(session.registration)
         return None if session.refused else session.boot_status
 
     def _station_message(self, session: StationSession, call: Call) -> StationMessage:
@@ -212,8 +226,8 @@ class Relay:
         # The connection is recorded before the station hears it is accepted, so that whoever
         # reads the station after its boot sees it connected.
         if session.registration is not None:
-            with contextlib.suppress(BusError, asyncio.CancelledError):
-                await asyncio.shield(session.registration)
+            with contextlib.suppress(InternalError):
+                await _registered(session.registration)
         if session.refused:
             raise SecurityError("connection refused: security profile too low")
         try:

@@ -40,6 +40,8 @@ CLOSE_POLICY_VIOLATION = 1008
 
 # Station CALLs waiting to be answered; a station may have only one outstanding, so a few suffice.
 _INBOUND_BACKLOG = 16
+# How long a closed connection waits for its call handler to stop.
+_WORKER_STOP_TIMEOUT = 5.0
 
 CallHandler = Callable[["StationSession", Call], Awaitable[dict[str, Any]]]
 
@@ -134,8 +136,11 @@ class StationSession:
             pass
         finally:
             worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            # Bounded: a handler that swallowed its cancellation must not keep the socket's
+            # cleanup (and the station's presence) waiting forever.
+            await asyncio.wait({worker}, timeout=_WORKER_STOP_TIMEOUT)
+            if not worker.done():
+                log.error("station %s: call handler ignored cancellation", self.station_id)
             if self._outstanding is not None and not self._outstanding.answer.done():
                 self._outstanding.answer.set_result({"outcome": "disconnected"})
 
