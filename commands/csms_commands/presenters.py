@@ -12,8 +12,12 @@ def station_out(
     station: Station,
     statuses: list[ConnectorStatus],
     layout: list[StationConnector],
+    online: set[str],
 ) -> StationOut:
-    """The station with its EVSEs: registered connectors and reported ones, merged."""
+    """The station with its EVSEs: registered connectors and reported ones, merged.
+
+    `online`: the stations connected through a live gateway (see presence.online_stations).
+    """
     connectors: dict[int, dict[int, Connector]] = defaultdict(dict)
     for item in layout:
         if item.station_id == station.id:
@@ -31,7 +35,7 @@ def station_out(
             )
     return StationOut(
         id=station.id,
-        connected=station.connected,
+        connected=station.id in online,
         last_seen_at=station.last_seen_at,
         boot_status=station.boot_status,
         registration_status=station.registration_status,

@@ -67,13 +67,18 @@ async def register_station(
     except (BadIdentity, ValueError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     await registry.announce(bus, station_id=body.id, status=body.registrationStatus, removed=False)
-    out = await load_station_out(session, registration.station)
+    out = await load_station_out(session, registration.station, settings)
     return RegisteredStation(**out.model_dump(), password=registration.generated_password)
 
 
 @router.patch("/{station_id}", response_model=RegisteredStation)
 async def change_station(
-    station_id: str, body: StationChange, request: Request, session: SessionDep, bus: BusDep
+    station_id: str,
+    body: StationChange,
+    request: Request,
+    session: SessionDep,
+    bus: BusDep,
+    settings: SettingsDep,
 ) -> Any:
     """Change registration status, heartbeat interval, security profile, password or layout.
 
@@ -101,7 +106,7 @@ async def change_station(
     triggered = None
     if body.registrationStatus == "Accepted" and was_pending and station.connected:
         triggered = await _trigger_boot(request, bus, station_id)
-    out = await load_station_out(session, registration.station)
+    out = await load_station_out(session, registration.station, settings)
     return RegisteredStation(
         **out.model_dump(), password=registration.generated_password, boot_triggered=triggered
     )

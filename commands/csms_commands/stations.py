@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from csms.config import Settings
 from csms.db import commands as command_records
-from csms.db import registry
+from csms.db import presence, registry
 from csms.db import stations as station_records
 from csms.db.models import Station
+from csms.timeutil import utcnow
 from csms_commands.auth import read_access
-from csms_commands.dependencies import SessionDep
+from csms_commands.dependencies import SessionDep, SettingsDep
 from csms_commands.presenters import station_out
 from csms_commands.schemas import CommandOut, EventGapOut, EventOut, Page, StationOut
 
@@ -42,14 +45,19 @@ _EVENT_COLUMNS = (
 
 
 @router.get("", response_model=Page[StationOut])
-async def list_stations(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> Any:
+async def list_stations(
+    session: SessionDep, settings: SettingsDep, limit: Limit = 100, offset: Offset = 0
+) -> Any:
     """All stations ever seen or registered, by id."""
     stations, total = await station_records.list_stations(session, limit=limit, offset=offset)
     ids = [station.id for station in stations]
     statuses = await station_records.connectors_of(session, station_ids=ids)
     layout = await registry.layout_of(session, station_ids=ids)
+    online = await presence.online_stations(
+        session, ids, alive_since=gateways_alive_since(settings)
+    )
     return Page[StationOut](
-        items=[station_out(station, statuses, layout) for station in stations],
+        items=[station_out(station, statuses, layout, online) for station in stations],
         total=total,
         limit=limit,
         offset=offset,
@@ -57,9 +65,9 @@ async def list_stations(session: SessionDep, limit: Limit = 100, offset: Offset 
 
 
 @router.get("/{station_id}", response_model=StationOut, responses={404: {}})
-async def get_station(station_id: str, session: SessionDep) -> Any:
+async def get_station(station_id: str, session: SessionDep, settings: SettingsDep) -> Any:
     """One station: presence, boot data, registration and every connector's current status."""
-    return await load_station_out(session, await station_or_404(session, station_id))
+    return await load_station_out(session, await station_or_404(session, station_id), settings)
 
 
 @router.get("/{station_id}/commands", response_model=Page[CommandOut])
@@ -121,7 +129,17 @@ async def station_or_404(session: AsyncSession, station_id: str) -> Station:
     return station
 
 
-async def load_station_out(session: AsyncSession, station: Station) -> StationOut:
+async def load_station_out(
+    session: AsyncSession, station: Station, settings: Settings
+) -> StationOut:
     statuses = await station_records.connectors_of(session, station_ids=[station.id])
     layout = await registry.layout_of(session, station_ids=[station.id])
-    return station_out(station, statuses, layout)
+    online = await presence.online_stations(
+        session, [station.id], alive_since=gateways_alive_since(settings)
+    )
+    return station_out(station, statuses, layout, online)
+
+
+def gateways_alive_since(settings: Settings) -> datetime:
+    """Gateways not heard from since then are presumed dead (and their stations offline)."""
+    return utcnow() - timedelta(seconds=settings.gateway_timeout)

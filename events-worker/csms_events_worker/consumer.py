@@ -18,7 +18,7 @@ from csms.config import Settings
 from csms.db.boots import BootPolicy
 from csms_events_worker.alerts import close_stale_reports, handle_notify_events
 from csms_events_worker.boot import handle_boot_notifications
-from csms_events_worker.presence import close_dead_gateways, handle_presence
+from csms_events_worker.presence import forget_dead_gateways, handle_presence
 from csms_events_worker.registry import handle_credentials
 from csms_events_worker.status import handle_status_notifications
 
@@ -104,7 +104,7 @@ class EventsWorker:
             await asyncio.sleep(self._settings.maintenance_interval)
             try:
                 async with self._sessions() as session, session.begin():
-                    await close_dead_gateways(session, self._settings.gateway_timeout)
+                    await forget_dead_gateways(session, self._settings.gateway_timeout)
                 async with self._sessions() as session, session.begin():
                     await close_stale_reports(session, self._settings.event_report_timeout)
             except Exception:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,17 +16,21 @@ from csms.db.presence import (
     close_silent_gateways,
     record_connections,
     record_disconnected,
+    record_gateways_heard,
     record_seen,
 )
 from csms.timeutil import parse_datetime, utcnow
 
 log = logging.getLogger(__name__)
 
+_FORGET_GATEWAYS_AFTER = timedelta(hours=1)
+
 
 async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> list[Body | None]:
     """A batch of presence events; connections are recorded together. The outcome does not
     depend on the order of connected and disconnected events (see docs/adr/0003)."""
     connected = [m for m in messages if m.type == topology.STATION_CONNECTED]
+    await record_gateways_heard(session, _gateways_heard(messages))
     registered = await record_connections(
         session,
         [
@@ -56,6 +60,24 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
     return replies
 
 
+def _gateways_heard(messages: list[BusMessage]) -> dict[str, datetime]:
+    """When each gateway in the batch was last known alive: by its connections, and by its
+    beats counted from when they are heard (a beat that waited behind a backlog still proves
+    the gateway alive, rather than making it look dead)."""
+    heard: dict[str, datetime] = {}
+    now = utcnow()
+    for message in messages:
+        if message.type == topology.STATION_CONNECTED:
+            at = parse_datetime(cast(Connected, message.body)["connectedAt"])
+        elif message.type == topology.STATION_SEEN:
+            at = max(parse_datetime(cast(Seen, message.body)["beatAt"]), now)
+        else:
+            continue
+        gateway_id = message.body["gatewayId"]
+        heard[gateway_id] = max(at, heard.get(gateway_id, at))
+    return heard
+
+
 async def _disconnected(session: AsyncSession, gone: Disconnected) -> None:
     last_seen = gone.get("lastSeenAt")
     await record_disconnected(
@@ -77,10 +99,16 @@ async def _seen(session: AsyncSession, seen: Seen) -> None:
     )
 
 
-async def close_dead_gateways(session: AsyncSession, gateway_timeout: float) -> None:
-    """Stations of a gateway that stopped beating are offline: nobody holds their socket."""
+def forget_gateways_after(gateway_timeout: float) -> timedelta:
+    """How long a silent gateway's rows are kept: far past the point where reads show its
+    stations offline, so that one only partitioned from the bus for a while comes back whole."""
+    return max(_FORGET_GATEWAYS_AFTER, timedelta(seconds=10 * gateway_timeout))
+
+
+async def forget_dead_gateways(session: AsyncSession, gateway_timeout: float) -> None:
+    """Close the connections of gateways silent for good (see forget_gateways_after)."""
     dead = await close_silent_gateways(
-        session, silent_since=utcnow() - timedelta(seconds=gateway_timeout)
+        session, silent_since=utcnow() - forget_gateways_after(gateway_timeout)
     )
     if dead:
-        log.warning("gateways %s stopped beating; their stations are marked offline", dead)
+        log.warning("gateways %s stopped beating; their connections are closed", dead)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from enum import StrEnum
 from functools import lru_cache
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -119,6 +120,17 @@ class Settings(BaseSettings):
     @property
     def standalone(self) -> bool:
         return self.amqp_url is None
+
+    @model_validator(mode="after")
+    def _beats_fit_the_timeout(self) -> Self:
+        # A gateway beats once per flush interval; a timeout shorter than two beats would
+        # declare live gateways dead between them.
+        if self.gateway_timeout < 2 * self.seen_flush_interval:
+            raise ValueError(
+                "CSMS_GATEWAY_TIMEOUT must be at least twice CSMS_SEEN_FLUSH_INTERVAL "
+                f"({self.gateway_timeout} < 2 x {self.seen_flush_interval})"
+            )
+        return self
 
 
 @lru_cache

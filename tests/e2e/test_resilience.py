@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,55 @@ async def test_messages_answered_while_no_worker_runs_are_stored_when_one_return
             assert events.json()["items"][0]["seqNo"] == 0
         finally:
             await station.stop()
+
+
+async def test_a_dead_gateways_stations_go_offline_and_reconnect_elsewhere(
+    fragile: Deployment,
+) -> None:
+    async with httpx.AsyncClient(base_url=fragile.api_url, timeout=30) as api:
+        first = await connect_station(fragile.ocpp_urls[0], "CS-crash-2")
+        await first.boot()
+        await eventually(
+            lambda: api.get("/stations/CS-crash-2"), lambda r: r.json()["connected"] is True
+        )
+        fragile.process("gateway-1").stop(signal.SIGKILL)
+        # Within the gateway timeout (2 s) and a few beats of the survivor.
+        await eventually(
+            lambda: api.get("/stations/CS-crash-2"), lambda r: r.json()["connected"] is False
+        )
+        again = await connect_station(fragile.ocpp_urls[1], "CS-crash-2")
+        try:
+            await again.heartbeat()
+            response = await api.post(
+                "/stations/CS-crash-2/availability", json={"operationalStatus": "Operative"}
+            )
+            assert response.json() == {"status": "Accepted"}
+            await eventually(
+                lambda: api.get("/stations/CS-crash-2"), lambda r: r.json()["connected"] is True
+            )
+        finally:
+            await again.stop()
+            await first.stop()
+
+
+async def test_a_station_leaving_while_its_boot_waits_is_let_go(fragile: Deployment) -> None:
+    """No worker answers the registration, so the boot waits; the station hangs up meanwhile.
+    The gateway must drop the connection at once, not hold it (and count it) for good."""
+    fragile.process("worker-1").stop(signal.SIGKILL)
+    metrics_url = fragile.ocpp_url.replace("ws://", "http://").removesuffix("/ocpp") + "/metrics"
+    connection = await connect_raw(fragile.ocpp_url, "CS-gone-1")
+    boot = {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
+    await connection.send(json.dumps([2, "boot-1", "BootNotification", boot]))
+    async with httpx.AsyncClient() as http:
+        await eventually(
+            lambda: http.get(metrics_url), lambda r: "csms_gateway_connections 1\n" in r.text
+        )
+        await connection.close()
+        await eventually(
+            lambda: http.get(metrics_url),
+            lambda r: "csms_gateway_connections 0\n" in r.text,
+            timeout=5,
+        )
 
 
 async def test_a_storm_beyond_what_is_in_progress_is_shed_with_503_and_retry_after(

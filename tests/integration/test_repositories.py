@@ -786,21 +786,62 @@ async def test_last_seen_only_moves_forward(session: AsyncSession, station_id: s
     assert beat.last_beat_at == t0 + timedelta(seconds=30)
 
 
-async def test_stations_of_a_silent_gateway_go_offline(
+async def test_stations_of_a_silent_gateway_read_as_offline_until_it_beats_again(
+    session: AsyncSession, station_id: str
+) -> None:
+    now = datetime.now(UTC)
+    silent_gateway, live_gateway = f"gw-silent-{new_id()}", f"gw-live-{new_id()}"
+    on_silent, on_live, nowhere = f"{station_id}-a", f"{station_id}-b", f"{station_id}-c"
+    await connect(session, on_silent, new_id(), now - timedelta(minutes=20), silent_gateway)
+    await connect(session, on_live, new_id(), now - timedelta(minutes=20), live_gateway)
+    await presence.record_seen(session, gateway_id=live_gateway, beat_at=now, seen={})
+    await session.flush()
+    alive_since = now - timedelta(seconds=30)
+    ours = [on_silent, on_live, nowhere]
+
+    assert await presence.online_stations(session, ours, alive_since=alive_since) == {on_live}
+    # The flags are untouched: the gateway may only be late.
+    assert (await station_row(session, on_silent)).connected is True
+
+    await presence.record_seen(session, gateway_id=silent_gateway, beat_at=now, seen={})
+    await session.flush()
+    online = await presence.online_stations(session, ours, alive_since=alive_since)
+    assert online == {on_silent, on_live}
+
+
+async def test_a_gateway_is_heard_from_by_its_newest_beat_or_connection(
+    session: AsyncSession, station_id: str
+) -> None:
+    now = datetime.now(UTC)
+    gateway = f"gw-{new_id()}"
+    await presence.record_seen(session, gateway_id=gateway, beat_at=now, seen={})
+    await connect(session, station_id, new_id(), now - timedelta(minutes=1), gateway)
+    await presence.record_seen(
+        session, gateway_id=gateway, beat_at=now - timedelta(minutes=2), seen={}
+    )
+    await session.flush()
+    row = await session.get(Gateway, gateway, populate_existing=True)
+    assert row is not None
+    assert row.last_beat_at == now
+
+    await connect(session, f"{station_id}-2", new_id(), now + timedelta(seconds=3), gateway)
+    row = await session.get(Gateway, gateway, populate_existing=True)
+    assert row is not None
+    assert row.last_beat_at == now + timedelta(seconds=3)
+
+
+async def test_gateways_silent_for_good_are_forgotten_and_their_connections_closed(
     session: AsyncSession, station_id: str
 ) -> None:
     now = datetime.now(UTC)
     silent_gateway, live_gateway = f"gw-silent-{new_id()}", f"gw-live-{new_id()}"
     on_silent, on_live = f"{station_id}-a", f"{station_id}-b"
     silent_connection, live_connection = new_id(), new_id()
-    await presence.record_seen(
-        session, gateway_id=silent_gateway, beat_at=now - timedelta(minutes=10), seen={}
-    )
-    await presence.record_seen(session, gateway_id=live_gateway, beat_at=now, seen={})
     await connect(
         session, on_silent, silent_connection, now - timedelta(minutes=20), silent_gateway
     )
     await connect(session, on_live, live_connection, now - timedelta(minutes=20), live_gateway)
+    await presence.record_seen(session, gateway_id=live_gateway, beat_at=now, seen={})
     silent_since = now - timedelta(minutes=5)
 
     dead = await presence.close_silent_gateways(session, silent_since=silent_since)

@@ -6,6 +6,7 @@ connection has its own row, so the newest open connection decides, whatever the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,6 +58,11 @@ async def record_connections(
     registered security profile."""
     if not connections:
         return {}
+    # A connection proves its gateway alive when it was made.
+    latest: dict[str, datetime] = {}
+    for c in connections:
+        latest[c.gateway_id] = max(c.connected_at, latest.get(c.gateway_id, c.connected_at))
+    await record_gateways_heard(session, latest)
     # executemany of cached statements (see statuses.record_statuses).
     await session.execute(
         insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
@@ -104,7 +110,7 @@ async def record_connections(
             .values(connected=True, connection_id=bindparam("cid"), connected_at=bindparam("at")),
             [
                 {"sid": c.station_id, "cid": c.connection_id, "at": c.connected_at}
-                for c in still_open
+                for c in sorted(still_open, key=lambda c: (c.station_id, c.connected_at))
             ],
         )
     await _touch(session, {c.station_id: c.connected_at for c in connections})
@@ -156,12 +162,50 @@ async def record_seen(
     session: AsyncSession, *, gateway_id: str, beat_at: datetime, seen: dict[str, datetime]
 ) -> None:
     """A gateway's periodic report: it is alive, and these stations sent traffic."""
-    await session.execute(
-        insert(session, Gateway)
-        .values(id=gateway_id, last_beat_at=beat_at)
-        .on_conflict_do_update(index_elements=["id"], set_={"last_beat_at": beat_at})
-    )
+    await _heard_from(session, gateway_id, beat_at)
     await _touch(session, seen)
+
+
+async def record_gateways_heard(session: AsyncSession, heard: dict[str, datetime]) -> None:
+    """Each gateway was alive at the time given; a gateway's last beat only moves forward.
+
+    Gateway rows are locked in id order and before any station row in every presence
+    transaction (see handle_presence), so that concurrent batches do not deadlock.
+    """
+    for gateway_id in sorted(heard):
+        await _heard_from(session, gateway_id, heard[gateway_id])
+
+
+async def _heard_from(session: AsyncSession, gateway_id: str, at: datetime) -> None:
+    upsert = insert(session, Gateway).values(id=gateway_id, last_beat_at=at)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"last_beat_at": upsert.excluded.last_beat_at},
+            where=Gateway.last_beat_at < upsert.excluded.last_beat_at,
+        )
+    )
+
+
+async def online_stations(
+    session: AsyncSession, station_ids: Sequence[str], *, alive_since: datetime
+) -> set[str]:
+    """Those of `station_ids` whose current connection is open on a gateway heard from since
+    `alive_since`. Judged when read: a gateway that dies takes its stations offline at once,
+    and one only slow to report (a backlog, a restarted worker) brings them back by itself."""
+    if not station_ids:
+        return set()
+    rows = await session.scalars(
+        select(Station.id)
+        .join(StationConnection, StationConnection.id == Station.connection_id)
+        .join(Gateway, Gateway.id == StationConnection.gateway_id)
+        .where(
+            Station.id.in_(station_ids),
+            Station.connected.is_(True),
+            Gateway.last_beat_at >= alive_since,
+        )
+    )
+    return set(rows.all())
 
 
 async def _touch(session: AsyncSession, seen: dict[str, datetime]) -> None:
@@ -176,15 +220,21 @@ async def _touch(session: AsyncSession, seen: dict[str, datetime]) -> None:
         )
         .values(last_seen_at=bindparam("seen_at"))
     )
-    rows = [{"station_id": sid, "seen_at": at} for sid, at in seen.items()]
+    rows = [{"station_id": sid, "seen_at": seen[sid]} for sid in sorted(seen)]
     connection = await session.connection()
     await connection.execute(statement, rows)
 
 
 async def close_silent_gateways(session: AsyncSession, *, silent_since: datetime) -> list[str]:
-    """Presume gateways silent since `silent_since` dead: their stations are offline."""
+    """Forget gateways silent since `silent_since`: their connections are closed and their
+    stations' flags cleared. (Reads already show those stations offline; see online_stations.)"""
+    # Gateway rows first, as in every presence transaction (see record_connections).
     dead = list(
-        (await session.scalars(select(Gateway.id).where(Gateway.last_beat_at < silent_since))).all()
+        (
+            await session.scalars(
+                delete(Gateway).where(Gateway.last_beat_at < silent_since).returning(Gateway.id)
+            )
+        ).all()
     )
     if not dead:
         return []
@@ -201,5 +251,4 @@ async def close_silent_gateways(session: AsyncSession, *, silent_since: datetime
         .where(StationConnection.gateway_id.in_(dead), StationConnection.disconnected_at.is_(None))
         .values(disconnected_at=silent_since)
     )
-    await session.execute(delete(Gateway).where(Gateway.id.in_(dead)))
     return dead
