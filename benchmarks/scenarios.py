@@ -610,6 +610,11 @@ async def _open_loop(
     """Send `total` resets at `rate` per second whatever the answers take (open loop),
     round-robin over the stations and the clients; return (due at, seconds, status) each.
 
+    Each reset names one EVSE (alternately 1 and 2): the EVSE restarts and reports its status
+    again, the station stays connected. A whole-station reset reboots the station, so every
+    station would be offline for most of the run and the figure would measure reconnects,
+    which the boot storm measures already.
+
     A request's latency counts from when it was due, so a request waiting for a free
     connection (at most HTTP_CLIENTS x CLIENT_CONNECTIONS in flight) is not flattered. The
     wait is in the harness, not in httpcore's pool, whose queue costs O(queued x
@@ -628,7 +633,8 @@ async def _open_loop(
             async with asyncio.timeout(REQUEST_CAP_S - (time.perf_counter() - due)):
                 async with slots[which]:
                     response = await clients[which].post(
-                        f"/stations/{station_id}/reset", json={"type": "OnIdle"}
+                        f"/stations/{station_id}/reset",
+                        json={"type": "OnIdle", "evseId": 1 + number // len(station_ids) % 2},
                     )
             status = str(response.status_code)
         except httpx.HTTPError as error:

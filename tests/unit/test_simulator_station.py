@@ -226,6 +226,27 @@ async def test_reset_reconnects_and_boots_with_remote_reset(csms: FakeCsms) -> N
     assert (stats.connected_once, stats.booted_once, stats.accepted) == (1, 1, 2)
 
 
+async def test_an_evse_reset_reports_that_evse_again_without_rebooting(csms: FakeCsms) -> None:
+    stats = SimulationStats(1)
+    station = SimulatedStation(1, config(csms), stats)
+    async with running(station):
+        await csms.boot()
+        await csms.statuses(1)
+        websocket, last = await csms.expect("StatusNotification")
+        await csms.answer(websocket, last, {})
+
+        answer = await csms.call(websocket, "Reset", {"type": "OnIdle", "evseId": 2})
+        assert isinstance(answer, CallResult)
+        assert answer.payload == {"status": "Accepted"}
+        (again,) = await csms.statuses(1)
+        assert again["evseId"] == 2
+
+        missing = await csms.call(websocket, "Reset", {"type": "OnIdle", "evseId": 9})
+        assert isinstance(missing, CallResult)
+        assert missing.payload == {"status": "Rejected"}
+    assert (stats.resets, stats.reconnects, stats.disconnects) == (1, 0, 0)
+
+
 async def test_a_dropped_socket_reconnects_without_booting_again(csms: FakeCsms) -> None:
     stats = SimulationStats(1)
     station = SimulatedStation(1, config(csms, heartbeat_interval=0.05), stats)

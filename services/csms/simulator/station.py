@@ -410,6 +410,16 @@ class SimulatedStation:
         await websocket.send(encode(reply))
 
     def _on_reset(self, payload: dict[str, Any]) -> dict[str, Any]:
+        evse = payload.get("evseId")
+        if evse is not None:
+            # Only that EVSE restarts: its connectors report their status again, the socket
+            # and the boot stay.
+            targets = [key for key in self._statuses if key[0] == evse]
+            if not targets:
+                return {"status": "Rejected"}
+            self._stats.resets += 1
+            self._notify.update(dict.fromkeys(targets))
+            return {"status": ACCEPTED}
         self._stats.resets += 1
         self._reset_pending = True
         return {"status": ACCEPTED}
