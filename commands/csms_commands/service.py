@@ -13,9 +13,15 @@ from csms.bus import topology
 from csms.bus.base import Bus
 from csms.bus.envelopes import CommandReply, CommandRequest
 from csms.bus.message import BusError, BusMessage, RequestTimeout, Unroutable
-from csms.db.commands import Outcome, create_command, record_outcome
-from csms.db.models import Command
-from csms.db.stations import get_station
+from csms.db.commands import (
+    CommandOutcome,
+    NewCommand,
+    Outcome,
+    awaits_boot,
+    create_command,
+    record_outcome,
+)
+from csms.db.engine import autocommit
 from csms.timeutil import utcnow
 
 # The API waits this much longer than the gateway, so the gateway's own verdict arrives first.
@@ -45,20 +51,21 @@ async def send_command(
     timeout: float,
 ) -> CommandResult:
     """Record the command, route it to the gateway holding the station, wait for the answer."""
-    command_id = str(uuid.uuid4())
-    async with sessions() as session, session.begin():
-        if await get_station(session, station_id=station_id) is None:
-            raise StationNotFound(station_id)
-        await create_command(
-            session,
-            command_id=command_id,
-            station_id=station_id,
-            action=action,
-            request=payload,
-            created_at=utcnow(),
-        )
+    command = NewCommand(
+        id=str(uuid.uuid4()),
+        station_id=station_id,
+        action=action,
+        request=payload,
+        created_at=utcnow(),
+    )
+    async with sessions() as session:
+        await autocommit(session)
+        created = await create_command(session, command)
+        await session.commit()
+    if not created:
+        raise StationNotFound(station_id)
     request: CommandRequest = {
-        "commandId": command_id,
+        "commandId": command.id,
         "stationId": station_id,
         "action": action,
         "payload": payload,
@@ -81,9 +88,9 @@ async def send_command(
     except BusError:
         # Not known to be sent: the caller may retry; recorded as not delivered.
         result = CommandResult(Outcome.NOT_CONNECTED, error_description="bus unavailable")
-        await _record(sessions, command_id, result)
+        await _record(sessions, command, result)
         raise
-    await _record(sessions, command_id, result)
+    await _record(sessions, command, result)
     return result
 
 
@@ -107,18 +114,17 @@ def _result(reply: CommandReply) -> CommandResult:
 
 
 async def _record(
-    sessions: async_sessionmaker[AsyncSession], command_id: str, result: CommandResult
+    sessions: async_sessionmaker[AsyncSession], command: NewCommand, result: CommandResult
 ) -> None:
-    async with sessions() as session, session.begin():
-        command = await session.get(Command, command_id)
-        if command is None:
-            return
-        await record_outcome(
-            session,
-            command=command,
-            outcome=result.outcome,
-            at=utcnow(),
-            response=result.payload if result.outcome == Outcome.ANSWERED else None,
-            error_code=result.error_code or None,
-            error_description=result.error_description or None,
-        )
+    outcome = CommandOutcome(
+        outcome=result.outcome,
+        at=utcnow(),
+        response=result.payload if result.outcome == Outcome.ANSWERED else None,
+        error_code=result.error_code or None,
+        error_description=result.error_description or None,
+    )
+    async with sessions() as session:
+        if not awaits_boot(command, outcome):
+            await autocommit(session)
+        await record_outcome(session, command, outcome)
+        await session.commit()

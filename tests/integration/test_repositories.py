@@ -31,7 +31,7 @@ from csms.db.models import (
     StationConnection,
     StatusNotification,
 )
-from csms.timeutil import format_datetime
+from csms.timeutil import format_datetime, utcnow
 
 POLICY = BootPolicy(unknown_station_status="Accepted", heartbeat_interval=300, retry_interval=60)
 
@@ -307,17 +307,77 @@ async def test_an_older_boot_arriving_later_leaves_the_newer_boot_data(
     assert (station.firmware_version, station.last_boot_at) == ("2.0", t0)
 
 
-async def create_reset(session: AsyncSession, station_id: str, created_at: datetime) -> Command:
-    command = await commands.create_command(
-        session,
-        command_id=new_id(),
+async def create_reset(
+    session: AsyncSession, station_id: str, created_at: datetime
+) -> commands.NewCommand:
+    command = commands.NewCommand(
+        id=new_id(),
         station_id=station_id,
         action="Reset",
         request={"type": "Immediate"},
         created_at=created_at,
     )
-    await session.flush()
+    assert await commands.create_command(session, command) is True
     return command
+
+
+async def answer(
+    session: AsyncSession, command: commands.NewCommand, status: str, at: datetime
+) -> Command:
+    await commands.record_outcome(
+        session,
+        command,
+        commands.CommandOutcome(Outcome.ANSWERED, at=at, response={"status": status}),
+    )
+    row = await session.get(Command, command.id, populate_existing=True)
+    assert row is not None
+    return row
+
+
+async def test_a_command_for_a_station_never_seen_is_not_recorded(
+    session: AsyncSession, station_id: str
+) -> None:
+    command = commands.NewCommand(new_id(), station_id, "Reset", {"type": "OnIdle"}, utcnow())
+
+    assert await commands.create_command(session, command) is False
+    assert await session.get(Command, command.id) is None
+
+
+async def test_a_recorded_command_is_pending_until_its_outcome(
+    session: AsyncSession, station_id: str
+) -> None:
+    t0 = datetime.now(UTC)
+    await presence.ensure_station(session, station_id=station_id, seen_at=t0)
+    command = commands.NewCommand(
+        new_id(), station_id, "ChangeAvailability", {"operationalStatus": "Operative"}, t0
+    )
+    assert await commands.create_command(session, command) is True
+    row = await session.get(Command, command.id)
+    assert row is not None
+    assert (row.outcome, row.request, row.created_at) == (
+        "pending",
+        {"operationalStatus": "Operative"},
+        t0,
+    )
+
+    await commands.record_outcome(
+        session,
+        command,
+        commands.CommandOutcome(
+            Outcome.CALL_ERROR,
+            at=t0 + timedelta(seconds=1),
+            error_code="NotSupported",
+            error_description="no",
+        ),
+    )
+    row = await session.get(Command, command.id, populate_existing=True)
+    assert row is not None
+    assert (row.outcome, row.error_code, row.answered_at, row.open) == (
+        "callError",
+        "NotSupported",
+        t0 + timedelta(seconds=1),
+        False,
+    )
 
 
 async def test_a_boot_closes_the_reset_acknowledged_before_it(
@@ -326,24 +386,17 @@ async def test_a_boot_closes_the_reset_acknowledged_before_it(
     t0 = datetime.now(UTC)
     await presence.ensure_station(session, station_id=station_id, seen_at=t0)
     command = await create_reset(session, station_id, t0)
-    await commands.record_outcome(
-        session,
-        command=command,
-        outcome=Outcome.ANSWERED,
-        at=t0 + timedelta(seconds=1),
-        response={"status": "Accepted"},
-    )
-    await session.flush()
-    assert command.open is True
-    assert command.closed_at is None
+    row = await answer(session, command, "Accepted", t0 + timedelta(seconds=1))
+    assert row.open is True
+    assert row.closed_at is None
 
     booted_at = t0 + timedelta(seconds=20)
     await record_boot(session, station_id, received_at=booted_at)
 
-    await session.refresh(command)
-    assert command.open is False
-    assert command.closed_at == booted_at
-    assert command.answered_at == t0 + timedelta(seconds=1)
+    await session.refresh(row)
+    assert row.open is False
+    assert row.closed_at == booted_at
+    assert row.answered_at == t0 + timedelta(seconds=1)
 
 
 async def test_a_reset_acknowledged_after_the_boot_it_caused_is_closed(
@@ -355,19 +408,11 @@ async def test_a_reset_acknowledged_after_the_boot_it_caused_is_closed(
     booted_at = t0 + timedelta(seconds=2)
     await record_boot(session, station_id, received_at=booted_at)
 
-    await commands.record_outcome(
-        session,
-        command=command,
-        outcome=Outcome.ANSWERED,
-        at=t0 + timedelta(seconds=3),
-        response={"status": "Accepted"},
-    )
-    await session.flush()
+    row = await answer(session, command, "Accepted", t0 + timedelta(seconds=3))
 
-    await session.refresh(command)
-    assert command.outcome == Outcome.ANSWERED
-    assert command.open is False
-    assert command.closed_at == booted_at
+    assert row.outcome == Outcome.ANSWERED
+    assert row.open is False
+    assert row.closed_at == booted_at
 
 
 async def test_a_boot_before_the_reset_leaves_it_open(
@@ -377,17 +422,9 @@ async def test_a_boot_before_the_reset_leaves_it_open(
     await record_boot(session, station_id, received_at=t0)
     command = await create_reset(session, station_id, t0 + timedelta(seconds=1))
 
-    await commands.record_outcome(
-        session,
-        command=command,
-        outcome=Outcome.ANSWERED,
-        at=t0 + timedelta(seconds=2),
-        response={"status": "Scheduled"},
-    )
-    await session.flush()
+    row = await answer(session, command, "Scheduled", t0 + timedelta(seconds=2))
 
-    await session.refresh(command)
-    assert (command.open, command.closed_at) == (True, None)
+    assert (row.open, row.closed_at) == (True, None)
 
 
 async def test_a_rejected_reset_is_never_open(session: AsyncSession, station_id: str) -> None:
@@ -395,17 +432,9 @@ async def test_a_rejected_reset_is_never_open(session: AsyncSession, station_id:
     await presence.ensure_station(session, station_id=station_id, seen_at=t0)
     command = await create_reset(session, station_id, t0)
 
-    await commands.record_outcome(
-        session,
-        command=command,
-        outcome=Outcome.ANSWERED,
-        at=t0 + timedelta(seconds=1),
-        response={"status": "Rejected"},
-    )
-    await session.flush()
+    row = await answer(session, command, "Rejected", t0 + timedelta(seconds=1))
 
-    await session.refresh(command)
-    assert (command.open, command.closed_at) == (False, None)
+    assert (row.open, row.closed_at) == (False, None)
 
 
 # --- events ---------------------------------------------------------------------------------

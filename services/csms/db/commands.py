@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.boots import boot_after
@@ -29,63 +30,102 @@ class Outcome(StrEnum):
 _RESET_UNDER_WAY = ("Accepted", "Scheduled")
 
 
-async def create_command(
-    session: AsyncSession,
-    *,
-    command_id: str,
-    station_id: str,
-    action: str,
-    request: dict[str, Any],
-    created_at: datetime,
-) -> Command:
-    """Record a command before it is sent."""
-    command = Command(
-        id=command_id,
-        station_id=station_id,
-        action=action,
-        request=request,
-        outcome=Outcome.PENDING,
-        open=False,
-        created_at=created_at,
+@dataclass(frozen=True, slots=True)
+class NewCommand:
+    id: str
+    station_id: str
+    action: str
+    request: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    outcome: Outcome
+    at: datetime
+    response: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+
+
+def _insert_if_station_known() -> Any:
+    columns = _command_table().c
+    names = ("id", "station_id", "action", "request", "outcome", "open", "created_at")
+    return insert(Command).from_select(
+        list(names),
+        select(*(bindparam(name, type_=columns[name].type) for name in names)).where(
+            exists().where(Station.id == bindparam("station_id"))
+        ),
     )
-    session.add(command)
-    return command
+
+
+def _command_table() -> Table:
+    table = Command.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Built once: a command is two statements on the API's hot path.
+_INSERT_IF_STATION_KNOWN = _insert_if_station_known()
+
+
+async def create_command(session: AsyncSession, command: NewCommand) -> bool:
+    """Record a command before it is sent, in one statement; False if the station was never
+    seen (nothing is recorded then)."""
+    connection = await session.connection()
+    result = await connection.execute(
+        _INSERT_IF_STATION_KNOWN,
+        {
+            "id": command.id,
+            "station_id": command.station_id,
+            "action": command.action,
+            "request": command.request,
+            "outcome": Outcome.PENDING.value,
+            "open": False,
+            "created_at": command.created_at,
+        },
+    )
+    return result.rowcount == 1
+
+
+def awaits_boot(command: NewCommand, result: CommandOutcome) -> bool:
+    """A whole-station Reset the station acknowledged is under way until it boots again. (A
+    Reset of one EVSE reboots no station: nothing to wait for.)"""
+    return (
+        command.action == "Reset"
+        and "evseId" not in command.request
+        and result.outcome == Outcome.ANSWERED
+        and result.response is not None
+        and result.response.get("status") in _RESET_UNDER_WAY
+    )
 
 
 async def record_outcome(
-    session: AsyncSession,
-    *,
-    command: Command,
-    outcome: Outcome,
-    at: datetime,
-    response: dict[str, Any] | None = None,
-    error_code: str | None = None,
-    error_description: str | None = None,
+    session: AsyncSession, command: NewCommand, result: CommandOutcome
 ) -> None:
-    """Store what came of a command; an acknowledged Reset stays open until the next boot."""
-    command.outcome = outcome
-    command.response = response
-    command.error_code = error_code
-    command.error_description = error_description
-    if outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR):
-        command.answered_at = at
-    # A Reset of one EVSE (evseId) reboots no station: nothing to wait for.
-    under_way = (
-        command.action == "Reset"
-        and "evseId" not in command.request
-        and outcome == Outcome.ANSWERED
-        and response is not None
-        and response.get("status") in _RESET_UNDER_WAY
+    """Store what came of a command: one statement, unless it awaits a boot (see awaits_boot),
+    which takes a transaction."""
+    values: dict[str, Any] = {
+        "outcome": result.outcome.value,
+        "response": result.response,
+        "error_code": result.error_code,
+        "error_description": result.error_description,
+    }
+    if result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR):
+        values["answered_at"] = result.at
+    if awaits_boot(command, result):
+        # Locked like the boot consumer does, so a boot racing this answer is seen by one of them.
+        await session.execute(
+            select(Station.id).where(Station.id == command.station_id).with_for_update()
+        )
+        booted_at = await boot_after(
+            session, station_id=command.station_id, since=command.created_at
+        )
+        values |= {"open": booted_at is None, "closed_at": booted_at}
+    connection = await session.connection()
+    await connection.execute(
+        update(_command_table()).where(_command_table().c.id == command.id).values(**values)
     )
-    if not under_way:
-        return
-    # Locked like the boot consumer does, so a boot racing this answer is seen by one of them.
-    await session.execute(
-        select(Station.id).where(Station.id == command.station_id).with_for_update()
-    )
-    booted_at = await boot_after(session, station_id=command.station_id, since=command.created_at)
-    command.open = booted_at is None
-    command.closed_at = booted_at
 
 
 async def list_commands(
