@@ -75,9 +75,11 @@ def parameters(scenario: str, plan: Plan) -> dict[str, Any]:
             "stations": plan.command_stations,
             "rate_per_s": plan.command_rate,
             "duration_s": plan.command_duration_s,
-            "request": 'POST /stations/{id}/reset {"type": "OnIdle"}, round-robin, open loop',
-            "station_behaviour": "answers Accepted, closes, reconnects and boots again",
-            "client": "8 httpx.AsyncClient x 32 connections (256 in flight at most); latency "
+            "request": 'POST /stations/{id}/reset {"type": "OnIdle", "evseId": 1 or 2}, '
+            "round-robin, open loop",
+            "station_behaviour": "answers Accepted and reports the EVSE's connector status "
+            "again; stays connected",
+            "client": "256 keep-alive HTTP/1.1 connections (256 in flight at most); latency "
             "counts from when a request was due, any wait for a connection included; "
             "a request unanswered after 35 s is counted as such",
         },

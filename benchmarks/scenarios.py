@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.http_client import HttpError, KeepAlivePool
 from benchmarks.loadgen import LoadGenerator, LoadGeneratorError
 from benchmarks.memory import cpu_seconds, pids_named, rss_kb
 from benchmarks.targets import CONNECTOR_STATUS, INGEST_TABLES, Target
@@ -544,24 +545,14 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
     await generator.start()
     try:
         await generator.wait_for(_ready(stations), _boot_wait(bench, stations), "stations ready")
-        async with contextlib.AsyncExitStack() as stack:
-            clients = [
-                await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        base_url=target.api_url,
-                        timeout=REQUEST_CAP_S,
-                        limits=httpx.Limits(
-                            max_connections=CLIENT_CONNECTIONS,
-                            max_keepalive_connections=CLIENT_CONNECTIONS,
-                        ),
-                    )
-                )
-                for _ in range(HTTP_CLIENTS)
-            ]
-            for number, station_id in enumerate(station_ids[:HTTP_CLIENTS]):
-                # Warm-up (not measured): one connection per client, the station is known.
-                await clients[number].get(f"/stations/{station_id}")
-            results = await _open_loop(clients, station_ids, plan.command_rate, total)
+        pool = KeepAlivePool(target.api_url, HTTP_CONNECTIONS)
+        try:
+            for station_id in station_ids[:HTTP_CONNECTIONS]:
+                # Warm-up (not measured): connections open, the stations are known.
+                await pool.request("GET", f"/stations/{station_id}")
+            results = await _open_loop(pool, station_ids, plan.command_rate, total)
+        finally:
+            await pool.close()
         cpu = meter.sample()
     finally:
         summary = await generator.stop()
@@ -605,10 +596,10 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
 
 
 async def _open_loop(
-    clients: list[httpx.AsyncClient], station_ids: list[str], rate: float, total: int
+    pool: KeepAlivePool, station_ids: list[str], rate: float, total: int
 ) -> list[tuple[float, float, str]]:
     """Send `total` resets at `rate` per second whatever the answers take (open loop),
-    round-robin over the stations and the clients; return (due at, seconds, status) each.
+    round-robin over the stations; return (due at, seconds, status) each.
 
     Each reset names one EVSE (alternately 1 and 2): the EVSE restarts and reports its status
     again, the station stays connected. A whole-station reset reboots the station, so every
@@ -616,29 +607,24 @@ async def _open_loop(
     which the boot storm measures already.
 
     A request's latency counts from when it was due, so a request waiting for a free
-    connection (at most HTTP_CLIENTS x CLIENT_CONNECTIONS in flight) is not flattered. The
-    wait is in the harness, not in httpcore's pool, whose queue costs O(queued x
-    connections) per request and would make the client the bottleneck.
+    connection (at most HTTP_CONNECTIONS in flight) is not flattered.
     """
     results: list[tuple[float, float, str]] = []
-    slots = [asyncio.Semaphore(CLIENT_CONNECTIONS) for _ in clients]
     started = time.perf_counter()
 
     async def one(number: int) -> None:
         station_id = station_ids[number % len(station_ids)]
-        which = number % len(clients)
         due = started + number / rate
+        evse = 1 + number // len(station_ids) % 2
         try:
             # The API answers 504 after its own 30 s; waiting longer only hides a stall.
             async with asyncio.timeout(REQUEST_CAP_S - (time.perf_counter() - due)):
-                async with slots[which]:
-                    response = await clients[which].post(
-                        f"/stations/{station_id}/reset",
-                        json={"type": "OnIdle", "evseId": 1 + number // len(station_ids) % 2},
-                    )
-            status = str(response.status_code)
-        except httpx.HTTPError as error:
-            status = type(error).__name__
+                status_code, _ = await pool.request(
+                    "POST", f"/stations/{station_id}/reset", {"type": "OnIdle", "evseId": evse}
+                )
+            status = str(status_code)
+        except HttpError as error:
+            status = str(error)
         except TimeoutError:
             status = f"no answer in {REQUEST_CAP_S:.0f} s"
         results.append((due, time.perf_counter() - due, status))
@@ -654,9 +640,8 @@ async def _open_loop(
 
 
 REQUEST_CAP_S = 35.0
-# Client side of the commands scenario: this many clients, each with this many connections.
-HTTP_CLIENTS = 8
-CLIENT_CONNECTIONS = 32
+# Requests in flight at most (one per keep-alive connection).
+HTTP_CONNECTIONS = 256
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
