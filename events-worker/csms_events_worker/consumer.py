@@ -16,6 +16,7 @@ from csms.bus.envelopes import StationMessage
 from csms.bus.message import BatchHandler, Body, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
+from csms.db.engine import is_sqlite
 from csms_events_worker.alerts import close_stale_reports, handle_notify_events
 from csms_events_worker.boot import handle_boot_notifications
 from csms_events_worker.presence import forget_dead_gateways, handle_presence
@@ -41,6 +42,10 @@ class EventsWorker:
             retry_interval=settings.boot_retry_interval,
         )
         self._maintenance: asyncio.Task[None] | None = None
+        # SQLite takes one writer at a time and makes the others poll for the lock, unfairly:
+        # under a storm some would wait past the busy timeout and fail. Batches take turns
+        # here instead (in order), and grow while they wait.
+        self._one_writer = asyncio.Lock() if is_sqlite(sessions) else None
 
     async def start(self) -> None:
         await self._bus.declare_work_queues()
@@ -78,7 +83,7 @@ class EventsWorker:
 
         async def run(messages: list[BusMessage]) -> list[Outcome]:
             try:
-                async with self._sessions() as session, session.begin():
+                async with self._writer_turn(), self._sessions() as session, session.begin():
                     replies = await handler(session, messages)
                 return list(replies) if replies is not None else [None] * len(messages)
             except Exception as exc:
@@ -99,13 +104,16 @@ class EventsWorker:
             session, [cast(StationMessage, message.body) for message in messages]
         )
 
+    def _writer_turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._one_writer if self._one_writer is not None else contextlib.nullcontext()
+
     async def _maintain(self) -> None:
         while True:
             await asyncio.sleep(self._settings.maintenance_interval)
             try:
-                async with self._sessions() as session, session.begin():
+                async with self._writer_turn(), self._sessions() as session, session.begin():
                     await forget_dead_gateways(session, self._settings.gateway_timeout)
-                async with self._sessions() as session, session.begin():
+                async with self._writer_turn(), self._sessions() as session, session.begin():
                     await close_stale_reports(session, self._settings.event_report_timeout)
             except Exception:
                 log.exception("maintenance pass failed; retrying later")

@@ -55,5 +55,10 @@ async def autocommit(session: AsyncSession) -> None:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
+def is_sqlite(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    bind = sessions.kw.get("bind")
+    return isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite"
+
+
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
