@@ -61,20 +61,16 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
 
 
 def _gateways_heard(messages: list[BusMessage]) -> dict[str, datetime]:
-    """When each gateway in the batch was last known alive: by its connections, and by its
-    beats counted from when they are heard (a beat that waited behind a backlog still proves
-    the gateway alive, rather than making it look dead)."""
+    """When each gateway that beat in the batch was last known alive, counted from when its
+    beat is heard: a beat that waited behind a backlog still proves the gateway alive, rather
+    than making it look dead. (Connections do not count: every connection batch would then
+    queue on its gateway's row.)"""
     heard: dict[str, datetime] = {}
     now = utcnow()
     for message in messages:
-        if message.type == topology.STATION_CONNECTED:
-            at = parse_datetime(cast(Connected, message.body)["connectedAt"])
-        elif message.type == topology.STATION_SEEN:
-            at = max(parse_datetime(cast(Seen, message.body)["beatAt"]), now)
-        else:
-            continue
-        gateway_id = message.body["gatewayId"]
-        heard[gateway_id] = max(at, heard.get(gateway_id, at))
+        if message.type == topology.STATION_SEEN:
+            beat = cast(Seen, message.body)
+            heard[beat["gatewayId"]] = max(parse_datetime(beat["beatAt"]), now)
     return heard
 
 

@@ -838,13 +838,12 @@ async def test_stations_of_a_silent_gateway_read_as_offline_until_it_beats_again
     assert online == {on_silent, on_live}
 
 
-async def test_a_gateway_is_heard_from_by_its_newest_beat_or_connection(
+async def test_a_gateways_last_beat_only_moves_forward(
     session: AsyncSession, station_id: str
 ) -> None:
     now = datetime.now(UTC)
     gateway = f"gw-{new_id()}"
     await presence.record_seen(session, gateway_id=gateway, beat_at=now, seen={})
-    await connect(session, station_id, new_id(), now - timedelta(minutes=1), gateway)
     await presence.record_seen(
         session, gateway_id=gateway, beat_at=now - timedelta(minutes=2), seen={}
     )
@@ -853,7 +852,9 @@ async def test_a_gateway_is_heard_from_by_its_newest_beat_or_connection(
     assert row is not None
     assert row.last_beat_at == now
 
-    await connect(session, f"{station_id}-2", new_id(), now + timedelta(seconds=3), gateway)
+    await presence.record_seen(
+        session, gateway_id=gateway, beat_at=now + timedelta(seconds=3), seen={}
+    )
     row = await session.get(Gateway, gateway, populate_existing=True)
     assert row is not None
     assert row.last_beat_at == now + timedelta(seconds=3)
@@ -866,6 +867,9 @@ async def test_gateways_silent_for_good_are_forgotten_and_their_connections_clos
     silent_gateway, live_gateway = f"gw-silent-{new_id()}", f"gw-live-{new_id()}"
     on_silent, on_live = f"{station_id}-a", f"{station_id}-b"
     silent_connection, live_connection = new_id(), new_id()
+    await presence.record_seen(
+        session, gateway_id=silent_gateway, beat_at=now - timedelta(minutes=10), seen={}
+    )
     await connect(
         session, on_silent, silent_connection, now - timedelta(minutes=20), silent_gateway
     )

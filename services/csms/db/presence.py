@@ -58,11 +58,6 @@ async def record_connections(
     registered security profile."""
     if not connections:
         return {}
-    # A connection proves its gateway alive when it was made.
-    latest: dict[str, datetime] = {}
-    for c in connections:
-        latest[c.gateway_id] = max(c.connected_at, latest.get(c.gateway_id, c.connected_at))
-    await record_gateways_heard(session, latest)
     # executemany of cached statements (see statuses.record_statuses).
     await session.execute(
         insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
