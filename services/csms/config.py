@@ -99,8 +99,7 @@ class Settings(BaseSettings):
     # Input limits.
     max_connections: int = Field(default=20000, ge=1)
     # Connections admitted whose registration is not yet recorded; more get 503 + Retry-After.
-    # Admitting more than a gateway finishes within a station's call timeout only makes timeouts.
-    max_admissions_in_progress: int = Field(default=1000, ge=1)
+    max_admissions_in_progress: int = Field(default=5000, ge=1)
     overload_retry_after: int = Field(default=2, ge=1)
     # Token bucket per station: sustained CALLs per second and burst.
     station_rate: float = Field(default=20.0, gt=0)

@@ -32,3 +32,18 @@ def test_releasing_twice_or_nothing_is_harmless() -> None:
     window.release(token)
     window.release(None)
     assert window.in_progress() == 0
+
+
+def test_lapsed_admissions_are_dropped_oldest_first_while_newer_stay() -> None:
+    window = AdmissionWindow(limit=3, expiry=0.05)
+    old = window.try_admit()
+    time.sleep(0.06)
+    newer = window.try_admit()
+    assert newer is not None
+    # The old one lapsed and was dropped; the newer one still counts.
+    assert window.in_progress() == 1
+    window.release(old)
+    assert window.in_progress() == 1
+    assert window.try_admit() is not None
+    assert window.try_admit() is not None
+    assert window.try_admit() is None
