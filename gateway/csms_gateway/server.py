@@ -13,6 +13,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from csms.bus.message import BusError
 from csms.config import Settings
 from csms.ocpp.identity import BadIdentity, BadPath, station_id_from_path
 from csms_gateway.admission import Admission
@@ -165,6 +166,11 @@ class OcppServer:
         )
         try:
             await self._relay.attach(session)
+        except BusError as exc:
+            # Overload or a broker outage: one line, not a traceback per station of a storm.
+            log.warning("station %s could not be attached (%s); closing", station_id, exc)
+            await websocket.close(1011, "CSMS unavailable")
+            return
         except Exception:
             log.exception("station %s could not be attached; closing", station_id)
             await websocket.close(1011, "CSMS unavailable")
