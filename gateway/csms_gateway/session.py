@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,10 @@ class StationSession:
         self.refused = False
         self._on_call = on_call
         self._on_traffic = on_traffic
-        self._inbound: asyncio.Queue[Call] = asyncio.Queue(_INBOUND_BACKLOG)
+        # Station CALLs not yet answered, and the task answering them: started when a CALL
+        # arrives and gone once they are all answered, so an idle station costs no task.
+        self._inbound: deque[Call] = deque()
+        self._answering: asyncio.Task[None] | None = None
         self._outstanding: _OutstandingCall | None = None
         self._call_turn = asyncio.Lock()
         self._calls_waiting = 0
@@ -126,7 +130,6 @@ class StationSession:
 
     async def run(self) -> None:
         """Serve the connection until it closes."""
-        worker = asyncio.create_task(self._answer_calls())
         try:
             async for raw in self.websocket:
                 self.last_seen_at = time.time()
@@ -135,12 +138,14 @@ class StationSession:
         except ConnectionClosed:
             pass
         finally:
-            worker.cancel()
-            # Bounded: a handler that swallowed its cancellation must not keep the socket's
-            # cleanup (and the station's presence) waiting forever.
-            await asyncio.wait({worker}, timeout=_WORKER_STOP_TIMEOUT)
-            if not worker.done():
-                log.error("station %s: call handler ignored cancellation", self.station_id)
+            answering = self._answering
+            if answering is not None and not answering.done():
+                answering.cancel()
+                # Bounded: a handler that swallowed its cancellation must not keep the socket's
+                # cleanup (and the station's presence) waiting forever.
+                await asyncio.wait({answering}, timeout=_WORKER_STOP_TIMEOUT)
+                if not answering.done():
+                    log.error("station %s: call handler ignored cancellation", self.station_id)
             if self._outstanding is not None and not self._outstanding.answer.done():
                 self._outstanding.answer.set_result({"outcome": "disconnected"})
 
@@ -156,12 +161,14 @@ class StationSession:
             if not self._bucket.take():
                 await self._refuse_for_rate(frame)
                 return
-            if self._inbound.full():
+            if len(self._inbound) >= _INBOUND_BACKLOG:
                 await self.send(
                     call_error_for(frame.message_id, InternalError("too many CALLs in flight"))
                 )
                 return
-            self._inbound.put_nowait(frame)
+            self._inbound.append(frame)
+            if self._answering is None or self._answering.done():
+                self._answering = asyncio.create_task(self._answer_calls())
         else:
             self._settle(frame)
 
@@ -174,8 +181,9 @@ class StationSession:
         await self.send(call_error_for(call.message_id, GenericError("message rate exceeded")))
 
     async def _answer_calls(self) -> None:
-        while True:
-            call = await self._inbound.get()
+        """Answer the waiting CALLs in order; return when none is left."""
+        while self._inbound:
+            call = self._inbound.popleft()
             try:
                 payload = await self._on_call(self, call)
                 reply: Frame = CallResult(call.message_id, payload)
@@ -185,6 +193,7 @@ class StationSession:
                 log.exception("station %s: %s failed", self.station_id, call.action)
                 reply = call_error_for(call.message_id, InternalError("CSMS failed to process"))
             await self.send(reply)
+        self._answering = None
 
     def _settle(self, frame: CallResult | CallError) -> None:
         outstanding = self._outstanding
