@@ -57,6 +57,8 @@ class RateLimit:
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up."""
 
+    __slots__ = ("_at", "_burst", "_rate", "_tokens")
+
     def __init__(self, rate: float, burst: int) -> None:
         self._rate = rate
         self._burst = float(burst)
@@ -83,6 +85,29 @@ class _OutstandingCall:
 
 
 class StationSession:
+    # One per connected station: slots keep thousands of them small.
+    __slots__ = (
+        "_abuse_limit",
+        "_answering",
+        "_bucket",
+        "_call_turn",
+        "_calls_waiting",
+        "_inbound",
+        "_on_call",
+        "_on_traffic",
+        "_outstanding",
+        "_refused_for_rate",
+        "_triggered",
+        "boot_status",
+        "connected_at",
+        "connection_id",
+        "last_seen_at",
+        "refused",
+        "registration",
+        "station_id",
+        "websocket",
+    )
+
     def __init__(
         self,
         websocket: ServerConnection,
