@@ -166,14 +166,15 @@ class OcppServer:
         )
         try:
             await self._relay.attach(session)
-        except BusError as exc:
-            # Overload or a broker outage: one line, not a traceback per station of a storm.
-            log.warning("station %s could not be attached (%s); closing", station_id, exc)
+        except Exception as exc:
+            if isinstance(exc, BusError):
+                # Overload or a broker outage: one line, not a traceback per station of a storm.
+                log.warning("station %s could not be attached (%s); closing", station_id, exc)
+            else:
+                log.exception("station %s could not be attached; closing", station_id)
             await websocket.close(1011, "CSMS unavailable")
-            return
-        except Exception:
-            log.exception("station %s could not be attached; closing", station_id)
-            await websocket.close(1011, "CSMS unavailable")
+            # Half attached is still attached: leave nothing behind (session, binding).
+            await asyncio.shield(self._relay.detach(session))
             return
         log.info("station %s connected (%s)", station_id, session.connection_id)
         if session.registration is not None:
