@@ -13,7 +13,6 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
-    AbstractRobustQueue,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
 from pamqp.commands import Basic
@@ -55,9 +54,7 @@ class AmqpBus(Bus):
         self._publish_channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._reply: AbstractQueue | None = None
-        self._inbox: AbstractRobustQueue | None = None
-        # Station ids bound to the inbox, bound again after a reconnect (see bind_inbox).
-        self._inbox_keys: set[str] = set()
+        self._inbox: AbstractQueue | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -185,7 +182,6 @@ class AmqpBus(Bus):
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         assert self._connection is not None, "connect first"
-        self._connection.reconnect_callbacks.add(self._rebind_inbox)
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)
         self._inbox = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
@@ -196,37 +192,19 @@ class AmqpBus(Bus):
 
     # Bindings are not given a deadline: cancelling a Queue.Bind in flight makes the client
     # close the whole channel, and with it every binding of this gateway.
-    #
-    # Station bindings are kept here rather than by aio-pika's robust queue, whose unbind scans
-    # every binding it keeps: quadratic when thousands of stations leave at once.
     async def bind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
-        self._inbox_keys.add(routing_key)
         try:
-            await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key, robust=False)
+            await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
-            self._inbox_keys.discard(routing_key)
             raise BusError(f"could not bind {routing_key!r}: {exc!r}") from exc
 
     async def unbind_inbox(self, routing_key: str) -> None:
         assert self._inbox is not None, "open_inbox first"
-        self._inbox_keys.discard(routing_key)
         try:
             await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             raise BusError(f"could not unbind {routing_key!r}: {exc!r}") from exc
-
-    async def _rebind_inbox(self, *_: Any) -> None:
-        """After a reconnect the inbox is a new queue: bind the stations held here again."""
-        if self._inbox is None:
-            return
-        for routing_key in list(self._inbox_keys):
-            if routing_key not in self._inbox_keys:
-                continue  # unbound meanwhile
-            try:
-                await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key, robust=False)
-            except (AMQPError, ConnectionError, RuntimeError):
-                log.warning("could not bind %s again after a reconnect", routing_key)
 
     async def _start_consumer(
         self,
