@@ -163,6 +163,28 @@ def fleet(
     }
 
 
+def standing_fleet(
+    bench: Bench,
+    target: Target,
+    stations: int,
+    prefix: str,
+    *,
+    serve_s: float,
+    message_rate: float = 0.0,
+) -> LoadGenerator:
+    """A simulator for a fleet on the target's first gateway that stays connected for `serve_s`
+    seconds beyond the time the fleet may take to boot."""
+    config = fleet(
+        bench,
+        target.ocpp_urls[:1],
+        stations,
+        prefix,
+        duration=serve_s + _boot_wait(bench, stations),
+        message_rate=message_rate,
+    )
+    return LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
+
+
 def _ready(count: int) -> Callable[[dict[str, Any]], bool]:
     return lambda snapshot: snapshot.get("ready", 0) >= count
 
@@ -432,15 +454,14 @@ async def _steady_step(
 ) -> dict[str, Any]:
     plan = bench.plan
     prefix = bench.prefix("S")
-    config = fleet(
+    generator = standing_fleet(
         bench,
-        target.ocpp_urls[:1],
+        target,
         stations,
         prefix,
-        duration=plan.steady_step_s + _boot_wait(bench, stations) + 60,
+        serve_s=plan.steady_step_s + 60,
         message_rate=total_rate / stations,
     )
-    generator = LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
     counter = target.counter
     await generator.start()
     try:
@@ -532,14 +553,9 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
     stations = plan.command_stations
     prefix = bench.prefix("C")
     total = round(plan.command_rate * plan.command_duration_s)
-    config = fleet(
-        bench,
-        target.ocpp_urls[:1],
-        stations,
-        prefix,
-        duration=plan.command_duration_s + _boot_wait(bench, stations) + 120,
+    generator = standing_fleet(
+        bench, target, stations, prefix, serve_s=plan.command_duration_s + 120
     )
-    generator = LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
     station_ids = [f"{prefix}{number:0{len(str(stations))}d}" for number in range(1, stations + 1)]
     meter = CpuMeter(target)
     await generator.start()
@@ -662,15 +678,8 @@ async def idle_memory(bench: Bench, target: Target) -> dict[str, Any]:
     plan = bench.plan
     stations = plan.memory_stations
     prefix = bench.prefix("M")
-    config = fleet(
-        bench,
-        target.ocpp_urls[:1],
-        stations,
-        prefix,
-        duration=plan.memory_idle_s + _boot_wait(bench, stations) + 60,
-    )
+    generator = standing_fleet(bench, target, stations, prefix, serve_s=plan.memory_idle_s + 60)
     before = rss_kb(target.memory_pid)
-    generator = LoadGenerator(config, bench.log_path(f"sim-{prefix}"), prefix)
     notes = []
     await generator.start()
     try:

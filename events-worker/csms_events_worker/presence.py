@@ -88,10 +88,7 @@ async def _disconnected(session: AsyncSession, gone: Disconnected) -> None:
 
 async def _seen(session: AsyncSession, seen: Seen) -> None:
     await record_seen(
-        session,
-        gateway_id=seen["gatewayId"],
-        beat_at=parse_datetime(seen["beatAt"]),
-        seen={station: parse_datetime(at) for station, at in seen["seen"].items()},
+        session, {station: parse_datetime(at) for station, at in seen["seen"].items()}
     )
 
 

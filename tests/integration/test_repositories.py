@@ -784,35 +784,19 @@ async def test_a_redelivered_connected_event_keeps_the_station_online(
 
 async def test_last_seen_only_moves_forward(session: AsyncSession, station_id: str) -> None:
     t0 = datetime.now(UTC)
-    gateway = f"gw-{new_id()}"
     await presence.ensure_station(session, station_id=station_id, seen_at=t0)
 
-    await presence.record_seen(
-        session, gateway_id=gateway, beat_at=t0, seen={station_id: t0 + timedelta(seconds=10)}
-    )
+    await presence.record_seen(session, {station_id: t0 + timedelta(seconds=10)})
     await session.flush()
     assert (await station_row(session, station_id)).last_seen_at == t0 + timedelta(seconds=10)
 
-    await presence.record_seen(
-        session,
-        gateway_id=gateway,
-        beat_at=t0 + timedelta(seconds=15),
-        seen={station_id: t0 + timedelta(seconds=5)},
-    )
+    await presence.record_seen(session, {station_id: t0 + timedelta(seconds=5)})
     await session.flush()
     assert (await station_row(session, station_id)).last_seen_at == t0 + timedelta(seconds=10)
 
-    await presence.record_seen(
-        session,
-        gateway_id=gateway,
-        beat_at=t0 + timedelta(seconds=30),
-        seen={station_id: t0 + timedelta(seconds=25)},
-    )
+    await presence.record_seen(session, {station_id: t0 + timedelta(seconds=25)})
     await session.flush()
     assert (await station_row(session, station_id)).last_seen_at == t0 + timedelta(seconds=25)
-    beat = await session.get(Gateway, gateway, populate_existing=True)
-    assert beat is not None
-    assert beat.last_beat_at == t0 + timedelta(seconds=30)
 
 
 async def test_stations_of_a_silent_gateway_read_as_offline_until_it_beats_again(
@@ -823,7 +807,7 @@ async def test_stations_of_a_silent_gateway_read_as_offline_until_it_beats_again
     on_silent, on_live, nowhere = f"{station_id}-a", f"{station_id}-b", f"{station_id}-c"
     await connect(session, on_silent, new_id(), now - timedelta(minutes=20), silent_gateway)
     await connect(session, on_live, new_id(), now - timedelta(minutes=20), live_gateway)
-    await presence.record_seen(session, gateway_id=live_gateway, beat_at=now, seen={})
+    await presence.record_gateways_heard(session, {live_gateway: now})
     await session.flush()
     alive_since = now - timedelta(seconds=30)
     ours = [on_silent, on_live, nowhere]
@@ -832,7 +816,7 @@ async def test_stations_of_a_silent_gateway_read_as_offline_until_it_beats_again
     # The flags are untouched: the gateway may only be late.
     assert (await station_row(session, on_silent)).connected is True
 
-    await presence.record_seen(session, gateway_id=silent_gateway, beat_at=now, seen={})
+    await presence.record_gateways_heard(session, {silent_gateway: now})
     await session.flush()
     online = await presence.online_stations(session, ours, alive_since=alive_since)
     assert online == {on_silent, on_live}
@@ -843,18 +827,14 @@ async def test_a_gateways_last_beat_only_moves_forward(
 ) -> None:
     now = datetime.now(UTC)
     gateway = f"gw-{new_id()}"
-    await presence.record_seen(session, gateway_id=gateway, beat_at=now, seen={})
-    await presence.record_seen(
-        session, gateway_id=gateway, beat_at=now - timedelta(minutes=2), seen={}
-    )
+    await presence.record_gateways_heard(session, {gateway: now})
+    await presence.record_gateways_heard(session, {gateway: now - timedelta(minutes=2)})
     await session.flush()
     row = await session.get(Gateway, gateway, populate_existing=True)
     assert row is not None
     assert row.last_beat_at == now
 
-    await presence.record_seen(
-        session, gateway_id=gateway, beat_at=now + timedelta(seconds=3), seen={}
-    )
+    await presence.record_gateways_heard(session, {gateway: now + timedelta(seconds=3)})
     row = await session.get(Gateway, gateway, populate_existing=True)
     assert row is not None
     assert row.last_beat_at == now + timedelta(seconds=3)
@@ -867,14 +847,12 @@ async def test_gateways_silent_for_good_are_forgotten_and_their_connections_clos
     silent_gateway, live_gateway = f"gw-silent-{new_id()}", f"gw-live-{new_id()}"
     on_silent, on_live = f"{station_id}-a", f"{station_id}-b"
     silent_connection, live_connection = new_id(), new_id()
-    await presence.record_seen(
-        session, gateway_id=silent_gateway, beat_at=now - timedelta(minutes=10), seen={}
-    )
+    await presence.record_gateways_heard(session, {silent_gateway: now - timedelta(minutes=10)})
     await connect(
         session, on_silent, silent_connection, now - timedelta(minutes=20), silent_gateway
     )
     await connect(session, on_live, live_connection, now - timedelta(minutes=20), live_gateway)
-    await presence.record_seen(session, gateway_id=live_gateway, beat_at=now, seen={})
+    await presence.record_gateways_heard(session, {live_gateway: now})
     silent_since = now - timedelta(minutes=5)
 
     dead = await presence.close_silent_gateways(session, silent_since=silent_since)

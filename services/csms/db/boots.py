@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.dialect import insert
-from csms.db.models import BootNotification, Command, Station
+from csms.db.models import BootNotification, Command, Station, table_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +102,7 @@ async def record_boots(
     await session.flush()
     if completed_resets:
         # The station booted again: the resets it acknowledged are done.
-        table = Command.__table__
-        assert isinstance(table, Table)
+        table = table_of(Command)
         connection = await session.connection()
         await connection.execute(
             update(table)

@@ -7,11 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.boots import boot_after
-from csms.db.models import Command, Station
+from csms.db.models import Command, Station, table_of
 
 
 class Outcome(StrEnum):
@@ -49,7 +49,7 @@ class CommandOutcome:
 
 
 def _insert_if_station_known() -> Any:
-    columns = _command_table().c
+    columns = table_of(Command).c
     names = ("id", "station_id", "action", "request", "outcome", "open", "created_at")
     return insert(Command).from_select(
         list(names),
@@ -57,12 +57,6 @@ def _insert_if_station_known() -> Any:
             exists().where(Station.id == bindparam("station_id"))
         ),
     )
-
-
-def _command_table() -> Table:
-    table = Command.__table__
-    assert isinstance(table, Table)
-    return table
 
 
 # Built once: a command is two statements on the API's hot path.
@@ -124,7 +118,7 @@ async def record_outcome(
         values |= {"open": booted_at is None, "closed_at": booted_at}
     connection = await session.connection()
     await connection.execute(
-        update(_command_table()).where(_command_table().c.id == command.id).values(**values)
+        update(table_of(Command)).where(table_of(Command).c.id == command.id).values(**values)
     )
 
 

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.dialect import insert
-from csms.db.models import Gateway, Station, StationConnection
+from csms.db.models import Gateway, Station, StationConnection, table_of
 
 
 async def ensure_station(session: AsyncSession, *, station_id: str, seen_at: datetime) -> None:
@@ -93,7 +93,7 @@ async def record_connections(
     )
     still_open = [c for c in connections if c.connection_id not in closed]
     if still_open:
-        table = _station_table()
+        table = table_of(Station)
         connection = await session.connection()
         # Only a connection newer than the current one becomes current.
         await connection.execute(
@@ -115,12 +115,6 @@ async def record_connections(
         )
     )
     return {row[0]: (row[1], row[2]) for row in rows}
-
-
-def _station_table() -> Table:
-    table = Station.__table__
-    assert isinstance(table, Table)
-    return table
 
 
 async def record_disconnected(
@@ -153,11 +147,9 @@ async def record_disconnected(
         await _touch(session, {station_id: last_seen_at})
 
 
-async def record_seen(
-    session: AsyncSession, *, gateway_id: str, beat_at: datetime, seen: dict[str, datetime]
-) -> None:
-    """A gateway's periodic report: it is alive, and these stations sent traffic."""
-    await _heard_from(session, gateway_id, beat_at)
+async def record_seen(session: AsyncSession, seen: dict[str, datetime]) -> None:
+    """Stations that sent traffic, and when; last-seen times only move forward. (The beat
+    carrying them proves its gateway alive: see record_gateways_heard.)"""
     await _touch(session, seen)
 
 
@@ -206,7 +198,7 @@ async def online_stations(
 async def _touch(session: AsyncSession, seen: dict[str, datetime]) -> None:
     if not seen:
         return
-    table = _station_table()
+    table = table_of(Station)
     statement = (
         update(table)
         .where(
