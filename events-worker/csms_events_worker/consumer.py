@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.bus import topology
 from csms.bus.base import Bus
-from csms.bus.envelopes import StationMessage
+from csms.bus.envelopes import StationMessage, unpack_station_messages
 from csms.bus.message import BatchHandler, Body, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
@@ -51,17 +51,23 @@ class EventsWorker:
         await self._bus.declare_work_queues()
         concurrency = self._settings.consumer_concurrency
         batch = self._settings.consumer_batch
-        bulk: list[tuple[str, BulkHandler, int]] = [
-            (topology.BOOT_QUEUE.name, self._boots, concurrency),
-            (topology.STATUS_QUEUE.name, self._statuses, concurrency),
+        linger = self._settings.consumer_linger
+        # Boots and connections are requests a station waits on: they do not linger.
+        bulk: list[tuple[str, BulkHandler, int, float]] = [
+            (topology.BOOT_QUEUE.name, self._boots, concurrency, 0.0),
+            (topology.STATUS_QUEUE.name, self._statuses, concurrency, linger),
             # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
-            (topology.ALERTS_QUEUE.name, self._alerts, 1),
-            (topology.PRESENCE_QUEUE.name, handle_presence, concurrency),
-            (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency),
+            (topology.ALERTS_QUEUE.name, self._alerts, 1, linger),
+            (topology.PRESENCE_QUEUE.name, handle_presence, concurrency, 0.0),
+            (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency, 0.0),
         ]
-        for queue, handler, queue_concurrency in bulk:
+        for queue, handler, queue_concurrency, queue_linger in bulk:
             await self._bus.consume_batches(
-                queue, self._in_bulk(handler), concurrency=queue_concurrency, max_batch=batch
+                queue,
+                self._in_bulk(handler),
+                concurrency=queue_concurrency,
+                max_batch=batch,
+                linger=queue_linger,
             )
         self._maintenance = asyncio.create_task(self._maintain())
 
@@ -87,22 +93,27 @@ class EventsWorker:
                     replies = await handler(session, messages)
                 return list(replies) if replies is not None else [None] * len(messages)
             except Exception as exc:
-                if len(messages) == 1:
+                if len(messages) == 1 and len(_split(messages[0])) == 1:
                     return [exc]
                 log.warning("a batch of %d failed; retrying one by one", len(messages))
-            return [(await run([message]))[0] for message in messages]
+            return [await one_at_a_time(message) for message in messages]
+
+        async def one_at_a_time(message: BusMessage) -> Outcome:
+            # A bus message carrying several station messages stores each alone, so that a bad
+            # one fails by itself and the others are kept; it is redelivered if any failed.
+            parts = _split(message)
+            if len(parts) == 1:
+                return (await run([message]))[0]
+            outcomes = [(await run([part]))[0] for part in parts]
+            return next((o for o in outcomes if isinstance(o, Exception)), None)
 
         return run
 
     async def _statuses(self, session: AsyncSession, messages: list[BusMessage]) -> None:
-        await handle_status_notifications(
-            session, [cast(StationMessage, message.body) for message in messages]
-        )
+        await handle_status_notifications(session, _station_messages(messages))
 
     async def _alerts(self, session: AsyncSession, messages: list[BusMessage]) -> None:
-        await handle_notify_events(
-            session, [cast(StationMessage, message.body) for message in messages]
-        )
+        await handle_notify_events(session, _station_messages(messages))
 
     def _writer_turn(self) -> contextlib.AbstractAsyncContextManager[object]:
         return self._one_writer if self._one_writer is not None else contextlib.nullcontext()
@@ -117,3 +128,23 @@ class EventsWorker:
                     await close_stale_reports(session, self._settings.event_report_timeout)
             except Exception:
                 log.exception("maintenance pass failed; retrying later")
+
+
+def _station_messages(messages: list[BusMessage]) -> list[StationMessage]:
+    return [m for message in messages for m in unpack_station_messages(message.body)]
+
+
+def _split(message: BusMessage) -> list[BusMessage]:
+    """A bus message per station message it carries (itself if it carries one)."""
+    parts = unpack_station_messages(message.body)
+    if len(parts) == 1:
+        return [message]
+    return [
+        BusMessage(
+            body=dict(part),
+            type=message.type,
+            message_id=f"{message.message_id}/{index}",
+            redelivered=message.redelivered,
+        )
+        for index, part in enumerate(parts)
+    ]

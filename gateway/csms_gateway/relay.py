@@ -36,6 +36,7 @@ from csms.ocpp.validation import validate_request
 from csms.timeutil import format_datetime, utcnow
 from csms_gateway.admission import Admission
 from csms_gateway.liveness import SeenTracker
+from csms_gateway.outbox import Outbox
 from csms_gateway.session import StationSession
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ CLOSE_DEREGISTERED = 4001
 CLOSE_REPLACED = 4000
 # Commands for a station that moved to another gateway are dropped here for this long.
 _MOVED_MEMORY = 60.0
+# Station messages per bus message at most (each at most one 64 KiB frame).
+_MAX_PUBLISH_BATCH = 100
 
 
 def _iso(epoch: float) -> str:
@@ -88,6 +91,11 @@ class Relay:
         self.sessions: dict[str, StationSession] = {}
         self._moved: dict[str, float] = {}
         self.seen = SeenTracker(bus, gateway_id, settings.seen_flush_interval)
+        self._outboxes: dict[StationAction, Outbox] = {
+            action: Outbox(bus, topology.ocpp_key(action), _MAX_PUBLISH_BATCH)
+            for action in StationAction
+            if action not in (StationAction.BOOT_NOTIFICATION, StationAction.HEARTBEAT)
+        }
 
     async def start(self) -> None:
         await self._bus.open_inbox(topology.gateway_queue(self.gateway_id), self._on_command)
@@ -95,6 +103,8 @@ class Relay:
 
     async def stop(self) -> None:
         await self.seen.stop()
+        for outbox in self._outboxes.values():
+            await outbox.close()
 
     # Connection lifecycle
 
@@ -212,11 +222,8 @@ class Relay:
         }
 
     async def _publish(self, action: StationAction, message: StationMessage) -> None:
-        key = topology.ocpp_key(action)
         try:
-            await self._bus.publish(
-                topology.EVENTS_EXCHANGE, key, BusMessage(body=dict(message), type=key)
-            )
+            await self._outboxes[action].put(message)
         except BusError as exc:
             log.warning("station %s: %s not stored: %s", message["stationId"], action, exc)
             raise InternalError("message could not be stored, send it again") from exc

@@ -19,7 +19,7 @@ from csms.bus import topology
 from csms.bus.amqp import AmqpBus
 from csms.bus.base import Bus
 from csms.bus.memory import MemoryBus
-from csms.bus.message import Body, BusError, BusMessage, RequestTimeout, Unroutable
+from csms.bus.message import Body, BusError, BusMessage, Outcome, RequestTimeout, Unroutable
 from tests.support import services
 
 pytestmark = pytest.mark.services
@@ -313,3 +313,26 @@ async def test_late_reply_is_dropped_and_does_not_answer_a_later_request(
 
     assert reply == {"n": 2}
     assert replied == [1, 2]
+
+
+async def test_a_lingering_consumer_takes_what_arrives_meanwhile_as_one_batch(
+    work_queues: Bus,
+) -> None:
+    """Messages published one after another within the linger reach the handler together."""
+    if isinstance(work_queues, MemoryBus):
+        pytest.skip("in-process publishers wait for the handler; batches form without lingering")
+    batches: list[list[str]] = []
+
+    async def handler(messages: list[BusMessage]) -> list[Outcome]:
+        batches.append([m.message_id for m in messages])
+        return [None] * len(messages)
+
+    await work_queues.consume_batches(STATUS_QUEUE, handler, max_batch=10, linger=1.0)
+    sent = [status_message() for _ in range(3)]
+    for message in sent:
+        await asyncio.wait_for(
+            work_queues.publish(topology.EVENTS_EXCHANGE, STATUS_KEY, message), 10
+        )
+        await asyncio.sleep(0.1)
+    await wait_until(lambda: sum(map(len, batches)) == 3)
+    assert batches == [[m.message_id for m in sent]]

@@ -168,7 +168,13 @@ class AmqpBus(Bus):
         self._deliver_reply(incoming.correlation_id, body)
 
     async def consume_batches(
-        self, queue: str, handler: BatchHandler, *, concurrency: int = 1, max_batch: int = 1
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        concurrency: int = 1,
+        max_batch: int = 1,
+        linger: float = 0.0,
     ) -> None:
         assert self._connection is not None, "connect first"
         work_queue = next((q for q in topology.WORK_QUEUES if q.name == queue), None)
@@ -178,7 +184,7 @@ class AmqpBus(Bus):
         await channel.set_qos(prefetch_count=max(self._prefetch, concurrency * max_batch))
         # Declared (idempotently) on the consuming channel so a reconnect restores the consumer.
         amqp_queue = await self._declare_work_queue(channel, work_queue)
-        await self._start_consumer(amqp_queue, handler, concurrency, max_batch)
+        await self._start_consumer(amqp_queue, handler, concurrency, max_batch, linger)
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         assert self._connection is not None, "connect first"
@@ -212,13 +218,15 @@ class AmqpBus(Bus):
         handler: BatchHandler,
         concurrency: int,
         max_batch: int = 1,
+        linger: float = 0.0,
         retry: bool = True,
     ) -> None:
         # Deliveries pass through a local queue so that `concurrency` bounds the handlers in flight
         # and a single worker keeps the broker's order.
         backlog: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        batching = _Batching(max_batch, linger)
         for _ in range(concurrency):
-            task = asyncio.create_task(self._work(queue.name, backlog, handler, max_batch, retry))
+            task = asyncio.create_task(self._work(queue.name, backlog, handler, batching, retry))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -232,13 +240,11 @@ class AmqpBus(Bus):
         queue: str,
         backlog: asyncio.Queue[AbstractIncomingMessage],
         handler: BatchHandler,
-        max_batch: int,
+        batching: _Batching,
         retry: bool,
     ) -> None:
         while True:
-            batch = [await backlog.get()]
-            while len(batch) < max_batch and not backlog.empty():
-                batch.append(backlog.get_nowait())
+            batch = await batching.next(backlog)
             await self._handle(queue, batch, handler, retry)
 
     async def _handle(
@@ -294,6 +300,27 @@ class AmqpBus(Bus):
             for (incoming, _), outcome in zip(deliveries, outcomes, strict=True):
                 if isinstance(outcome, Exception):
                     await _settle(incoming.nack(requeue=True))
+
+
+class _Batching:
+    """Forms a queue's batches, one at a time, so that its workers do not split what arrives
+    while one of them lingers."""
+
+    def __init__(self, max_batch: int, linger: float) -> None:
+        self._max_batch = max_batch
+        self._linger = linger
+        self._forming = asyncio.Lock()
+
+    async def next(
+        self, backlog: asyncio.Queue[AbstractIncomingMessage]
+    ) -> list[AbstractIncomingMessage]:
+        async with self._forming:
+            batch = [await backlog.get()]
+            if self._linger > 0 and backlog.qsize() + 1 < self._max_batch:
+                await asyncio.sleep(self._linger)
+            while len(batch) < self._max_batch and not backlog.empty():
+                batch.append(backlog.get_nowait())
+            return batch
 
 
 async def _settle(outcome: Any) -> None:

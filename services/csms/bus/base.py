@@ -54,11 +54,18 @@ class Bus(ABC):
 
     @abstractmethod
     async def consume_batches(
-        self, queue: str, handler: BatchHandler, *, concurrency: int = 1, max_batch: int = 1
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        concurrency: int = 1,
+        max_batch: int = 1,
+        linger: float = 0.0,
     ) -> None:
-        """Consume in batches of what is already waiting (up to `max_batch`, never waiting to
-        fill one): one handler call, then each message is acked or redelivered on its own
-        outcome. With concurrency 1, messages are handled in the queue's order."""
+        """Consume in batches of up to `max_batch`, waiting at most `linger` seconds for one to
+        fill: one handler call, then each message is acked or redelivered on its own outcome.
+        With concurrency 1, messages are handled in the queue's order. A bus whose publishers
+        wait for the consumer's ack (the in-process one) gets its batches without lingering."""
 
     @abstractmethod
     async def open_inbox(self, queue: str, handler: Handler) -> None:

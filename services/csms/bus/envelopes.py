@@ -5,7 +5,7 @@ Field names are camelCase, as in OCPP. Each builder has a matching reader on the
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 
 class StationMessage(TypedDict):
@@ -18,6 +18,23 @@ class StationMessage(TypedDict):
     action: str
     payload: dict[str, Any]
     receivedAt: str
+
+
+class StationMessages(TypedDict):
+    """Station CALLs of one action from one gateway, published as one bus message."""
+
+    messages: list[StationMessage]
+
+
+def pack_station_messages(messages: list[StationMessage]) -> StationMessages:
+    return {"messages": messages}
+
+
+def unpack_station_messages(body: dict[str, Any]) -> list[StationMessage]:
+    """The station messages in a bus message body: a batch, or a single one."""
+    if "messages" in body:
+        return cast(StationMessages, body)["messages"]
+    return [cast(StationMessage, body)]
 
 
 class Connected(TypedDict):

@@ -126,8 +126,16 @@ class MemoryBus(Bus):
         await self.publish("", reply_to, BusMessage(body=body, correlation_id=correlation_id))
 
     async def consume_batches(
-        self, queue: str, handler: BatchHandler, *, concurrency: int = 1, max_batch: int = 1
+        self,
+        queue: str,
+        handler: BatchHandler,
+        *,
+        concurrency: int = 1,
+        max_batch: int = 1,
+        linger: float = 0.0,
     ) -> None:
+        # `linger` is not needed: publishers wait for the handler, so while one batch is
+        # stored the next one gathers.
         target = self._queues.get(queue)
         if target is None:
             raise BusError(f"queue {queue!r} is not declared")

@@ -1,0 +1,95 @@
+"""A bus message carrying many stations' messages: stored together, and a bad one fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from csms.bus import topology
+from csms.bus.envelopes import StationMessage, pack_station_messages
+from csms.bus.memory import MemoryBus
+from csms.bus.message import BusError, BusMessage
+from csms.config import Settings
+from csms.db.engine import create_session_factory
+from csms.db.models import ConnectorStatus
+from csms.timeutil import format_datetime
+from csms_events_worker.consumer import EventsWorker
+
+pytestmark = pytest.mark.services
+
+STATUS_KEY = topology.ocpp_key("StatusNotification")
+
+
+def _status(station_id: str, connector_status: Any) -> StationMessage:
+    now = format_datetime(datetime.now(UTC))
+    return {
+        "stationId": station_id,
+        "connectionId": "c",
+        "gatewayId": "gw",
+        "ocppMessageId": "m1",
+        "action": "StatusNotification",
+        "payload": {
+            "timestamp": now,
+            "connectorStatus": connector_status,
+            "evseId": 1,
+            "connectorId": 1,
+        },
+        "receivedAt": now,
+    }
+
+
+async def _statuses(engine: AsyncEngine, station_ids: list[str]) -> dict[str, str]:
+    async with create_session_factory(engine)() as session:
+        rows = await session.scalars(
+            select(ConnectorStatus).where(ConnectorStatus.station_id.in_(station_ids))
+        )
+        return {row.station_id: row.status for row in rows}
+
+
+async def test_a_batch_is_stored_and_a_bad_message_in_it_does_not_take_the_others_along(
+    engine: AsyncEngine, station_id: str
+) -> None:
+    good = [f"{station_id}-{n}" for n in range(3)]
+    bus = MemoryBus(max_redeliveries=1)
+    await bus.connect()
+    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
+    await worker.start()
+    try:
+        await asyncio.wait_for(
+            bus.publish(
+                topology.EVENTS_EXCHANGE,
+                STATUS_KEY,
+                BusMessage(
+                    body=dict(pack_station_messages([_status(s, "Occupied") for s in good])),
+                    type=STATUS_KEY,
+                ),
+            ),
+            10,
+        )
+        assert await _statuses(engine, good) == dict.fromkeys(good, "Occupied")
+
+        # A status the database refuses (status is NOT NULL) between two good ones.
+        mixed = [_status(good[0], "Faulted"), _status(good[1], None), _status(good[2], "Faulted")]
+        with pytest.raises(BusError):
+            await asyncio.wait_for(
+                bus.publish(
+                    topology.EVENTS_EXCHANGE,
+                    STATUS_KEY,
+                    BusMessage(body=dict(pack_station_messages(mixed)), type=STATUS_KEY),
+                ),
+                20,
+            )
+        assert await _statuses(engine, good) == {
+            good[0]: "Faulted",
+            good[1]: "Occupied",
+            good[2]: "Faulted",
+        }
+        assert len(bus.dead_letters) == 1
+    finally:
+        await worker.stop()
+        await bus.close()
