@@ -4,18 +4,38 @@ Each admitted connection costs broker round trips and database work until its re
 is recorded. Past a bound of such connections in progress, new ones are refused at once with
 503 and Retry-After: the station backs off and comes back, instead of waiting in a queue until
 it gives up and retries, which would waste the work already done for it.
+
+A refusal costs the gateway a TLS/HTTP handshake too, so the refused must not come back in
+waves that are refused again: each is given its own later turn, spaced at the rate the window
+has been completing admissions, so that a storm returns as a stream the gateway can take.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+
+# Admissions completed within this many seconds make the window's measured rate.
+_RATE_WINDOW = 10.0
+# The rate assumed before any admission completed (the start of a storm).
+_INITIAL_RATE = 200.0
+# Turns are spaced for this multiple of the measured rate: a turn given too early costs one
+# more refusal and a later turn, one given too late leaves the gateway idle, which costs more.
+_OPTIMISM = 2.0
 
 
 class AdmissionWindow:
-    def __init__(self, limit: int, expiry: float) -> None:
+    def __init__(
+        self, limit: int, expiry: float, min_retry_after: int = 1, max_retry_after: int = 600
+    ) -> None:
         self._limit = limit
+        self._min_retry_after = min_retry_after
+        self._max_retry_after = max_retry_after
+        # When the last refused connection was told to come back (monotonic).
+        self._last_turn = 0.0
+        self._completed: deque[float] = deque()
         # An admission not released within `expiry` (its handshake was abandoned) lapses.
         self._expiry = expiry
         # Token -> lapse time. Every token gets the same expiry, so insertion order is lapse
@@ -36,8 +56,24 @@ class AdmissionWindow:
         return token
 
     def release(self, token: int | None) -> None:
-        if token is not None:
-            self._open.pop(token, None)
+        if token is not None and self._open.pop(token, None) is not None:
+            self._completed.append(time.monotonic())
+
+    def retry_after(self) -> int:
+        """Seconds a refused connection should wait: its turn after every earlier refusal's."""
+        now = time.monotonic()
+        turn = max(now + self._min_retry_after, self._last_turn + 1.0 / self._rate(now))
+        self._last_turn = turn
+        return max(self._min_retry_after, min(self._max_retry_after, math.ceil(turn - now)))
+
+    def _rate(self, now: float) -> float:
+        """The rate to space turns for: from the admissions completed recently."""
+        while self._completed and self._completed[0] < now - _RATE_WINDOW:
+            self._completed.popleft()
+        if not self._completed:
+            return _INITIAL_RATE
+        measured = len(self._completed) / max(1.0, now - self._completed[0])
+        return max(1.0, _OPTIMISM * measured)
 
     def in_progress(self) -> int:
         return len(self._open)

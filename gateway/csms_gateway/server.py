@@ -38,7 +38,9 @@ class OcppServer:
         self._server: Server | None = None
         self._ssl = server_context(settings, on_refusal=admission.refuse_tls)
         self._window = AdmissionWindow(
-            settings.max_admissions_in_progress, settings.handshake_timeout
+            settings.max_admissions_in_progress,
+            settings.handshake_timeout,
+            min_retry_after=settings.overload_retry_after,
         )
         # Connection -> its admission token, released once its registration is recorded.
         # (Weak: a handshake abandoned after admission leaves nothing behind.)
@@ -111,7 +113,7 @@ class OcppServer:
             if token is None:
                 self._admission.refusals["Overloaded"] += 1
                 response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "busy, retry later\n")
-                response.headers["Retry-After"] = str(self._settings.overload_retry_after)
+                response.headers["Retry-After"] = str(self._window.retry_after())
                 return response
             self._tokens[connection] = token
             return None

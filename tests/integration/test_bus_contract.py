@@ -336,3 +336,42 @@ async def test_a_lingering_consumer_takes_what_arrives_meanwhile_as_one_batch(
         await asyncio.sleep(0.1)
     await wait_until(lambda: sum(map(len, batches)) == 3)
     assert batches == [[m.message_id for m in sent]]
+
+
+async def test_after_a_broker_reconnect_the_inbox_holds_exactly_its_stations_again(
+    contract_amqp_url: str,
+) -> None:
+    """Bindings are restored when the connection comes back, and one removed before is not."""
+    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
+    await bus.connect()
+    try:
+
+        async def handler(message: BusMessage) -> Body:
+            return {"held": message.body["stationId"]}
+
+        await bus.open_inbox(unique("gateway.contract"), handler)
+        kept, left = unique("S-kept"), unique("S-left")
+        await bus.bind_inbox(kept)
+        await bus.bind_inbox(left)
+        await bus.unbind_inbox(left)
+
+        vhost = contract_amqp_url.rsplit("/", 1)[1]
+        await asyncio.to_thread(services.close_connections, vhost)
+
+        async def ask(station: str) -> Body:
+            command = BusMessage(body={"stationId": station}, type=topology.COMMAND)
+            return await bus.request(
+                topology.COMMANDS_EXCHANGE, station, command, timeout=5, mandatory=True
+            )
+
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    assert await ask(kept) == {"held": kept}
+                    break
+                except BusError:  # not yet reconnected, or not yet rebound
+                    await asyncio.sleep(0.2)
+        with pytest.raises(Unroutable):
+            await ask(left)
+    finally:
+        await bus.close()

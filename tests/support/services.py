@@ -75,6 +75,19 @@ def create_vhost(name: str) -> str:
     return AMQP_BASE_URL.rstrip("/") + "/" + name
 
 
+def close_connections(vhost: str) -> None:
+    """Make the broker drop every client connection of `vhost`, as a broker restart would."""
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        raise ServiceMissing("rabbitmqctl not found: the tests need the local RabbitMQ")
+    subprocess.run(
+        [rabbitmqctl, "-q", "close_all_connections", "-p", vhost, "test: connection dropped"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+
 def delete_vhost(name: str) -> None:
     rabbitmqctl = shutil.which("rabbitmqctl")
     if rabbitmqctl is not None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from csms_gateway import pacing
 from csms_gateway.pacing import AdmissionWindow
 
 
@@ -47,3 +50,53 @@ def test_lapsed_admissions_are_dropped_oldest_first_while_newer_stay() -> None:
     assert window.try_admit() is not None
     assert window.try_admit() is not None
     assert window.try_admit() is None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def _clocked_window(
+    monkeypatch: pytest.MonkeyPatch, limit: int, **kwargs: int
+) -> tuple[AdmissionWindow, _Clock]:
+    clock = _Clock()
+    monkeypatch.setattr(pacing, "time", clock)
+    return AdmissionWindow(limit=limit, expiry=60, **kwargs), clock
+
+
+def test_refused_connections_get_turns_spaced_at_the_rate_admissions_complete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window, clock = _clocked_window(monkeypatch, limit=10, min_retry_after=2)
+    tokens = [window.try_admit() for _ in range(10)]
+    for token in tokens:  # 10 completions over one second: 10 per second
+        clock.now += 0.1
+        window.release(token)
+    turns = [window.retry_after() for _ in range(30)]
+    # Spaced for twice the measured rate (20 per second): the first comes back after the
+    # minimum, the 30th 1.45 s later, in order.
+    assert turns[0] == 2
+    assert turns == sorted(turns)
+    assert turns[-1] == 4
+
+
+def test_turns_start_from_an_assumed_rate_and_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    window, _ = _clocked_window(monkeypatch, limit=1, min_retry_after=1, max_retry_after=30)
+    assert window.try_admit() is not None
+    turns = [window.retry_after() for _ in range(10000)]
+    assert turns[0] == 1
+    assert turns[999] == 6  # 200 per second assumed until an admission completes
+    assert turns[-1] == 30
+
+
+def test_turns_never_fall_below_the_minimum_after_a_quiet_spell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window, clock = _clocked_window(monkeypatch, limit=1, min_retry_after=2)
+    window.retry_after()
+    clock.now += 3600
+    assert window.retry_after() == 2

@@ -15,6 +15,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
+from aio_pika.queue import Queue
+from aio_pika.robust_queue import RobustQueue
 from pamqp.commands import Basic
 
 from csms.bus import topology
@@ -206,9 +208,13 @@ class AmqpBus(Bus):
             raise BusError(f"could not bind {routing_key!r}: {exc!r}") from exc
 
     async def unbind_inbox(self, routing_key: str) -> None:
-        assert self._inbox is not None, "open_inbox first"
+        assert isinstance(self._inbox, RobustQueue), "open_inbox first"
+        # RobustQueue.unbind scans every binding it keeps for restoring (quadratic when
+        # thousands of stations leave at once). The binding is forgotten by its key instead,
+        # before the broker is asked, so that one whose unbind failed is not restored.
+        self._inbox._bindings.pop((topology.COMMANDS_EXCHANGE, routing_key), None)
         try:
-            await self._inbox.unbind(topology.COMMANDS_EXCHANGE, routing_key)
+            await Queue.unbind(self._inbox, topology.COMMANDS_EXCHANGE, routing_key)
         except (AMQPError, ConnectionError, RuntimeError) as exc:
             raise BusError(f"could not unbind {routing_key!r}: {exc!r}") from exc
 

@@ -196,10 +196,11 @@ class SimulatedStation:
             self._stats.connect_failures += 1
             self._stats.error(_describe(error))
             if isinstance(error, InvalidStatus):
-                # A CSMS shedding load says when to come back; come back then, with jitter.
+                # A CSMS shedding load says when to come back; come back then, spread over
+                # that second (Retry-After has whole seconds only).
                 after = error.response.headers.get("Retry-After", "")
                 if after.isdigit():
-                    self._retry_after = self._random.uniform(float(after), 2 * float(after))
+                    self._retry_after = float(after) + self._random.random()
             return None
         finally:
             self._stats.connecting -= 1
