@@ -17,6 +17,7 @@ from csms.bus.message import BusError
 from csms.config import Settings
 from csms.ocpp.identity import BadIdentity, BadPath, station_id_from_path
 from csms_gateway.admission import Admission
+from csms_gateway.keepalive import Keepalive
 from csms_gateway.pacing import AdmissionWindow
 from csms_gateway.relay import Relay
 from csms_gateway.session import RateLimit, StationSession
@@ -44,6 +45,7 @@ class OcppServer:
         )
         # Connection -> its admission token, released once its registration is recorded.
         # (Weak: a handshake abandoned after admission leaves nothing behind.)
+        self._keepalive = Keepalive(relay.sessions, settings.ping_interval, settings.ping_timeout)
         self._tokens: weakref.WeakKeyDictionary[ServerConnection, int] = weakref.WeakKeyDictionary()
 
     @property
@@ -72,15 +74,18 @@ class OcppServer:
             # Reconnect storms: a deep accept queue, and time for handshakes waiting their turn.
             backlog=self._settings.listen_backlog,
             open_timeout=self._settings.handshake_timeout,
-            ping_interval=self._settings.ping_interval,
-            ping_timeout=self._settings.ping_timeout,
+            # One keep-alive task for the gateway, not one per socket (see keepalive.py).
+            ping_interval=None,
+            ping_timeout=None,
             max_size=self._settings.max_frame_bytes,
             server_header=None,
             ssl=self._ssl,
         )
+        self._keepalive.start()
         log.info("OCPP endpoint listening on port %d", self.port)
 
     async def stop(self) -> None:
+        await self._keepalive.stop()
         if self._server is not None:
             self._server.close(close_connections=True)
             await self._server.wait_closed()

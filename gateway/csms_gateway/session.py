@@ -102,6 +102,8 @@ class StationSession:
         "connected_at",
         "connection_id",
         "last_seen_at",
+        "pinged_at",
+        "pong",
         "refused",
         "registration",
         "station_id",
@@ -121,6 +123,9 @@ class StationSession:
         self.connection_id = str(uuid.uuid4())
         self.connected_at = time.time()
         self.last_seen_at = self.connected_at
+        # Keep-alive state (see keepalive.py): when the last ping went out, and its pong.
+        self.pinged_at = 0.0
+        self.pong: asyncio.Future[float] | None = None
         # The status the CSMS gave the station's boot; None until known.
         self.boot_status: str | None = None
         self.registration: asyncio.Future[str | None] | None = None

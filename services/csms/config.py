@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     boot_fallback_interval: int = Field(default=10, ge=1)
     # How long a station's registration state may take to arrive before a CALL fails.
     presence_timeout: float = Field(default=10.0, gt=0)
-    # WebSocket keep-alive: a peer that does not answer a ping in time is dropped.
+    # WebSocket keep-alive: a socket silent this long is pinged; one whose pong is
+    # `ping_timeout` late is dropped (1011).
     ping_interval: float = Field(default=30.0, gt=0)
     ping_timeout: float = Field(default=30.0, gt=0)
     max_frame_bytes: int = Field(default=65536, ge=1024)
