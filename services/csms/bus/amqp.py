@@ -54,6 +54,9 @@ class AmqpBus(Bus):
         self._max_redeliveries = max_redeliveries
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
+        # Replies go out unconfirmed: they are best-effort by contract (a requester that hears
+        # nothing times out), and a confirm would cost a round trip on every boot and command.
+        self._reply_out: AbstractExchange | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._reply: AbstractQueue | None = None
         self._inbox: AbstractQueue | None = None
@@ -70,6 +73,9 @@ class AmqpBus(Bus):
             publisher_confirms=True, on_return_raises=True
         )
         await self._declare_exchanges(self._publish_channel)
+        self._reply_out = (
+            await self._connection.channel(publisher_confirms=False)
+        ).default_exchange
         reply_channel = await self._connection.channel()
         self._reply = await reply_channel.declare_queue(exclusive=True, auto_delete=True)
         await self._reply.consume(self._on_reply, no_ack=True)
@@ -155,10 +161,17 @@ class AmqpBus(Bus):
             raise BusError(f"publish to {exchange!r} failed: {exc}") from exc
 
     async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
-        message = BusMessage(body=body, correlation_id=correlation_id)
+        if self._reply_out is None:
+            log.warning("reply to %s dropped: bus is not connected", reply_to)
+            return
+        reply = aio_pika.Message(
+            BusMessage(body=body).encode_body(),
+            content_type="application/json",
+            correlation_id=correlation_id,
+        )
         try:
-            await self.publish("", reply_to, message)
-        except BusError:
+            await self._reply_out.publish(reply, reply_to)
+        except (AMQPError, PublishError, ConnectionError, RuntimeError):
             log.warning("reply to %s could not be sent", reply_to, exc_info=True)
 
     async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
