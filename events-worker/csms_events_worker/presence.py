@@ -13,9 +13,10 @@ from csms.bus.envelopes import Connected, ConnectedReply, Disconnected, Seen
 from csms.bus.message import Body, BusMessage
 from csms.db.presence import (
     Connection,
+    Disconnection,
     close_silent_gateways,
     record_connections,
-    record_disconnected,
+    record_disconnections,
     record_gateways_heard,
     record_seen,
 )
@@ -43,6 +44,14 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
             for body in (cast(Connected, m.body) for m in connected)
         ],
     )
+    await record_disconnections(
+        session,
+        [
+            _disconnection(cast(Disconnected, m.body))
+            for m in messages
+            if m.type == topology.STATION_DISCONNECTED
+        ],
+    )
     replies: list[Body | None] = []
     for message in messages:
         if message.type == topology.STATION_CONNECTED:
@@ -50,11 +59,9 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
             reply: ConnectedReply = {"bootStatus": boot_status, "securityProfile": profile}
             replies.append(dict(reply))
             continue
-        if message.type == topology.STATION_DISCONNECTED:
-            await _disconnected(session, cast(Disconnected, message.body))
-        elif message.type == topology.STATION_SEEN:
+        if message.type == topology.STATION_SEEN:
             await _seen(session, cast(Seen, message.body))
-        else:
+        elif message.type != topology.STATION_DISCONNECTED:
             log.warning("ignoring presence message of unknown type %r", message.type)
         replies.append(None)
     return replies
@@ -74,12 +81,11 @@ def _gateways_heard(messages: list[BusMessage]) -> dict[str, datetime]:
     return heard
 
 
-async def _disconnected(session: AsyncSession, gone: Disconnected) -> None:
+def _disconnection(gone: Disconnected) -> Disconnection:
     last_seen = gone.get("lastSeenAt")
-    await record_disconnected(
-        session,
-        station_id=gone["stationId"],
+    return Disconnection(
         connection_id=gone["connectionId"],
+        station_id=gone["stationId"],
         gateway_id=gone["gatewayId"],
         disconnected_at=parse_datetime(gone["disconnectedAt"]),
         last_seen_at=parse_datetime(last_seen) if last_seen else None,

@@ -697,6 +697,54 @@ async def disconnect(
     await session.flush()
 
 
+async def test_a_batch_of_disconnections_closes_only_current_connections(
+    session: AsyncSession, station_id: str
+) -> None:
+    """Many stations leave in one batch: each goes offline if the closed connection was its
+    current one; a station already on a newer connection stays online; repeats are harmless."""
+    t0 = datetime.now(UTC)
+    leaving, moved, unseen = f"{station_id}-a", f"{station_id}-b", f"{station_id}-c"
+    await connect(session, leaving, "conn-a", t0)
+    await connect(session, moved, "conn-b-old", t0)
+    await connect(session, moved, "conn-b-new", t0 + timedelta(seconds=5))
+    gone = t0 + timedelta(seconds=10)
+    await presence.record_disconnections(
+        session,
+        [
+            presence.Disconnection("conn-a", leaving, "gw", gone, t0 + timedelta(seconds=8)),
+            presence.Disconnection("conn-a", leaving, "gw", gone, t0 + timedelta(seconds=9)),
+            presence.Disconnection("conn-b-old", moved, "gw", gone),
+            # A disconnection heard before its station was ever seen creates the station.
+            presence.Disconnection("conn-c", unseen, "gw", gone),
+        ],
+    )
+    await session.flush()
+
+    rows = {
+        s.id: s
+        for s in await session.scalars(
+            select(Station)
+            .where(Station.id.in_([leaving, moved, unseen]))
+            .execution_options(populate_existing=True)
+        )
+    }
+    assert (rows[leaving].connected, rows[leaving].last_seen_at) == (
+        False,
+        t0 + timedelta(seconds=9),
+    )
+    assert (rows[moved].connected, rows[moved].connection_id) == (True, "conn-b-new")
+    assert rows[unseen].connected is False
+    closed = await session.scalar(
+        select(func.count())
+        .select_from(StationConnection)
+        .where(
+            StationConnection.id.in_(["conn-a", "conn-b-old", "conn-c"]),
+            StationConnection.disconnected_at == gone,
+        )
+    )
+    assert closed == 3
+
+
 async def test_connected_then_disconnected_is_offline(
     session: AsyncSession, station_id: str
 ) -> None:

@@ -117,6 +117,15 @@ async def record_connections(
     return {row[0]: (row[1], row[2]) for row in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Disconnection:
+    connection_id: str
+    station_id: str
+    gateway_id: str
+    disconnected_at: datetime
+    last_seen_at: datetime | None = None
+
+
 async def record_disconnected(
     session: AsyncSession,
     *,
@@ -126,25 +135,56 @@ async def record_disconnected(
     disconnected_at: datetime,
     last_seen_at: datetime | None,
 ) -> None:
-    """Close a connection; the station goes offline only if it was its current connection."""
-    await ensure_station(session, station_id=station_id, seen_at=disconnected_at)
-    await session.execute(
-        insert(session, StationConnection)
-        .values(
-            id=connection_id,
-            station_id=station_id,
-            gateway_id=gateway_id,
-            disconnected_at=disconnected_at,
-        )
-        .on_conflict_do_update(index_elements=["id"], set_={"disconnected_at": disconnected_at})
+    """Close a connection (see record_disconnections)."""
+    await record_disconnections(
+        session,
+        [Disconnection(connection_id, station_id, gateway_id, disconnected_at, last_seen_at)],
     )
+
+
+async def record_disconnections(
+    session: AsyncSession, disconnections: Sequence[Disconnection]
+) -> None:
+    """Close connections; a station goes offline only if the closed one was its current
+    connection. Three statements for any number (a fleet leaving at once is thousands)."""
+    if not disconnections:
+        return
+    ordered = sorted(disconnections, key=lambda d: (d.station_id, d.connection_id))
     await session.execute(
-        update(Station)
-        .where(Station.id == station_id, Station.connection_id == connection_id)
-        .values(connected=False)
+        insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
+        [
+            {"id": station_id, "connected": False, "created_at": at}
+            for station_id, at in {d.station_id: d.disconnected_at for d in ordered}.items()
+        ],
     )
-    if last_seen_at is not None:
-        await _touch(session, {station_id: last_seen_at})
+    upsert = insert(session, StationConnection)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["id"], set_={"disconnected_at": upsert.excluded.disconnected_at}
+        ),
+        [
+            {
+                "id": d.connection_id,
+                "station_id": d.station_id,
+                "gateway_id": d.gateway_id,
+                "disconnected_at": d.disconnected_at,
+            }
+            for d in ordered
+        ],
+    )
+    table = table_of(Station)
+    connection = await session.connection()
+    await connection.execute(
+        update(table)
+        .where(table.c.id == bindparam("sid"), table.c.connection_id == bindparam("cid"))
+        .values(connected=False),
+        [{"sid": d.station_id, "cid": d.connection_id} for d in ordered],
+    )
+    seen: dict[str, datetime] = {}
+    for d in ordered:
+        if d.last_seen_at is not None:
+            seen[d.station_id] = max(d.last_seen_at, seen.get(d.station_id, d.last_seen_at))
+    await _touch(session, seen)
 
 
 async def record_seen(session: AsyncSession, seen: dict[str, datetime]) -> None:
