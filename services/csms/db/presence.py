@@ -66,20 +66,10 @@ async def record_connections(
             for station_id, at in sorted({(c.station_id, c.connected_at) for c in connections})
         ],
     )
-    upsert = insert(session, StationConnection)
-    await session.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["id"], set_={"connected_at": upsert.excluded.connected_at}
-        ),
-        [
-            {
-                "id": c.connection_id,
-                "station_id": c.station_id,
-                "gateway_id": c.gateway_id,
-                "connected_at": c.connected_at,
-            }
-            for c in connections
-        ],
+    await _upsert_connections(
+        session,
+        "connected_at",
+        [(c.connection_id, c.station_id, c.gateway_id, c.connected_at) for c in connections],
     )
     closed = set(
         (
@@ -157,20 +147,10 @@ async def record_disconnections(
             for station_id, at in {d.station_id: d.disconnected_at for d in ordered}.items()
         ],
     )
-    upsert = insert(session, StationConnection)
-    await session.execute(
-        upsert.on_conflict_do_update(
-            index_elements=["id"], set_={"disconnected_at": upsert.excluded.disconnected_at}
-        ),
-        [
-            {
-                "id": d.connection_id,
-                "station_id": d.station_id,
-                "gateway_id": d.gateway_id,
-                "disconnected_at": d.disconnected_at,
-            }
-            for d in ordered
-        ],
+    await _upsert_connections(
+        session,
+        "disconnected_at",
+        [(d.connection_id, d.station_id, d.gateway_id, d.disconnected_at) for d in ordered],
     )
     table = table_of(Station)
     connection = await session.connection()
@@ -185,6 +165,20 @@ async def record_disconnections(
         if d.last_seen_at is not None:
             seen[d.station_id] = max(d.last_seen_at, seen.get(d.station_id, d.last_seen_at))
     await _touch(session, seen)
+
+
+async def _upsert_connections(
+    session: AsyncSession, column: str, rows: list[tuple[str, str, str, datetime]]
+) -> None:
+    """Each connection's row, created or with `column` (connected_at or disconnected_at) set."""
+    upsert = insert(session, StationConnection)
+    await session.execute(
+        upsert.on_conflict_do_update(index_elements=["id"], set_={column: upsert.excluded[column]}),
+        [
+            {"id": cid, "station_id": sid, "gateway_id": gateway_id, column: at}
+            for cid, sid, gateway_id, at in rows
+        ],
+    )
 
 
 async def record_seen(session: AsyncSession, seen: dict[str, datetime]) -> None:
