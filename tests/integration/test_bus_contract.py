@@ -316,26 +316,33 @@ async def test_late_reply_is_dropped_and_does_not_answer_a_later_request(
 
 
 async def test_a_lingering_consumer_takes_what_arrives_meanwhile_as_one_batch(
-    work_queues: Bus,
+    contract_amqp_url: str,
 ) -> None:
-    """Messages published one after another within the linger reach the handler together."""
-    if isinstance(work_queues, MemoryBus):
-        pytest.skip("in-process publishers wait for the handler; batches form without lingering")
-    batches: list[list[str]] = []
+    """RabbitMQ only: messages published one after another within the linger reach the handler
+    together. (In-process publishers wait for the handler, so batches form without lingering.)"""
+    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
+    harness = AmqpHarness(bus, contract_amqp_url)
+    await harness.bus.connect()
+    try:
+        await harness.bus.declare_work_queues()
+        await harness.purge(STATUS_QUEUE)
+        batches: list[list[str]] = []
 
-    async def handler(messages: list[BusMessage]) -> list[Outcome]:
-        batches.append([m.message_id for m in messages])
-        return [None] * len(messages)
+        async def handler(messages: list[BusMessage]) -> list[Outcome]:
+            batches.append([m.message_id for m in messages])
+            return [None] * len(messages)
 
-    await work_queues.consume_batches(STATUS_QUEUE, handler, max_batch=10, linger=1.0)
-    sent = [status_message() for _ in range(3)]
-    for message in sent:
-        await asyncio.wait_for(
-            work_queues.publish(topology.EVENTS_EXCHANGE, STATUS_KEY, message), 10
-        )
-        await asyncio.sleep(0.1)
-    await wait_until(lambda: sum(map(len, batches)) == 3)
-    assert batches == [[m.message_id for m in sent]]
+        await harness.bus.consume_batches(STATUS_QUEUE, handler, max_batch=10, linger=1.0)
+        sent = [status_message() for _ in range(3)]
+        for message in sent:
+            await asyncio.wait_for(
+                harness.bus.publish(topology.EVENTS_EXCHANGE, STATUS_KEY, message), 10
+            )
+            await asyncio.sleep(0.1)
+        await wait_until(lambda: sum(map(len, batches)) == 3)
+        assert batches == [[m.message_id for m in sent]]
+    finally:
+        await harness.close()
 
 
 async def test_after_a_broker_reconnect_the_inbox_holds_exactly_its_stations_again(
