@@ -57,7 +57,11 @@ class AdmissionWindow:
 
     def release(self, token: int | None) -> None:
         if token is not None and self._open.pop(token, None) is not None:
-            self._completed.append(time.monotonic())
+            now = time.monotonic()
+            self._completed.append(now)
+            # Pruned here too, not only when refusing: a gateway that never refuses would
+            # otherwise keep the time of every admission it ever completed.
+            self._forget_completed_before(now - _RATE_WINDOW)
 
     def retry_after(self) -> int:
         """Seconds a refused connection should wait: its turn after every earlier refusal's."""
@@ -68,8 +72,7 @@ class AdmissionWindow:
 
     def _rate(self, now: float) -> float:
         """The rate to space turns for: from the admissions completed recently."""
-        while self._completed and self._completed[0] < now - _RATE_WINDOW:
-            self._completed.popleft()
+        self._forget_completed_before(now - _RATE_WINDOW)
         if not self._completed:
             return _INITIAL_RATE
         measured = len(self._completed) / max(1.0, now - self._completed[0])
@@ -77,3 +80,7 @@ class AdmissionWindow:
 
     def in_progress(self) -> int:
         return len(self._open)
+
+    def _forget_completed_before(self, oldest: float) -> None:
+        while self._completed and self._completed[0] < oldest:
+            self._completed.popleft()

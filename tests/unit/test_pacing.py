@@ -100,3 +100,14 @@ def test_turns_never_fall_below_the_minimum_after_a_quiet_spell(
     window.retry_after()
     clock.now += 3600
     assert window.retry_after() == 2
+
+
+def test_a_gateway_that_never_refuses_keeps_only_recent_completions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window, clock = _clocked_window(monkeypatch, limit=10)
+    for _ in range(10_000):  # an hour of admissions, one every 0.36 s
+        window.release(window.try_admit())
+        clock.now += 0.36
+    # Only the last 10 s of completions are remembered (the rate's window).
+    assert len(window._completed) <= 10 / 0.36 + 1
