@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.bus import topology
 from csms.bus.base import Bus
-from csms.bus.envelopes import StationMessage, unpack_station_messages
+from csms.bus.envelopes import BatchReply, StationMessage, is_batch, unpack_batch
 from csms.bus.message import BatchHandler, Body, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
@@ -24,6 +24,10 @@ from csms_events_worker.registry import handle_credentials
 from csms_events_worker.status import handle_status_notifications
 
 log = logging.getLogger(__name__)
+
+# Station messages stored in one transaction at most: a statement binds a few parameters per
+# message, and Postgres (asyncpg) and SQLite allow 32,767 per statement.
+_MAX_PARTS = 2000
 
 # A whole batch in one go; returns one reply (or None) per message, or None for no replies.
 BulkHandler = Callable[[AsyncSession, list[BusMessage]], Awaitable[list[Body | None] | None]]
@@ -84,28 +88,52 @@ class EventsWorker:
         return [dict(reply) for reply in replies]
 
     def _in_bulk(self, handler: BulkHandler) -> BatchHandler:
-        """One transaction and one set of statements for the whole batch; if it fails, each
-        message alone, so that a bad one fails by itself."""
+        """One transaction and one set of statements for the whole batch, every message that a
+        bus message carries included; if it fails, each station message alone, so that a bad
+        one fails by itself."""
+
+        async def store(parts: list[BusMessage]) -> list[Body | None]:
+            async with self._writer_turn(), self._sessions() as session, session.begin():
+                replies = await handler(session, parts)
+            return list(replies) if replies is not None else [None] * len(parts)
 
         async def run(messages: list[BusMessage]) -> list[Outcome]:
-            try:
-                async with self._writer_turn(), self._sessions() as session, session.begin():
-                    replies = await handler(session, messages)
-                return list(replies) if replies is not None else [None] * len(messages)
-            except Exception as exc:
-                if len(messages) == 1 and len(_split(messages[0])) == 1:
-                    return [exc]
-                log.warning("a batch of %d failed; retrying one by one", len(messages))
-            return [await one_at_a_time(message) for message in messages]
+            outcomes: list[Outcome] = []
+            for group in _groups([(message, _parts(message)) for message in messages]):
+                outcomes += await run_group(group)
+            return outcomes
 
-        async def one_at_a_time(message: BusMessage) -> Outcome:
-            # A bus message carrying several station messages stores each alone, so that a bad
-            # one fails by itself and the others are kept; it is redelivered if any failed.
-            parts = _split(message)
-            if len(parts) == 1:
-                return (await run([message]))[0]
-            outcomes = [(await run([part]))[0] for part in parts]
-            return next((o for o in outcomes if isinstance(o, Exception)), None)
+        async def run_group(group: list[tuple[BusMessage, list[BusMessage]]]) -> list[Outcome]:
+            messages = [message for message, _ in group]
+            parted = [parts for _, parts in group]
+            try:
+                replies = iter(await store([part for parts in parted for part in parts]))
+                return [
+                    _regroup(m, [next(replies) for _ in parts])
+                    for m, parts in zip(messages, parted, strict=True)
+                ]
+            except Exception as exc:
+                if len(parted) == 1 and len(parted[0]) == 1:
+                    return [exc]
+                log.warning("a batch of %d failed; retrying one by one", sum(map(len, parted)))
+            return [await alone(m, parts) for m, parts in zip(messages, parted, strict=True)]
+
+        async def alone(message: BusMessage, parts: list[BusMessage]) -> Outcome:
+            outcomes: list[Outcome] = []
+            for part in parts:
+                try:
+                    outcomes.append((await store([part]))[0])
+                except Exception as exc:
+                    outcomes.append(exc)
+            if not is_batch(message.body):
+                return outcomes[0]
+            if message.reply_to:
+                # A request batch is answered whole: a failed part gets an error, and its
+                # station a CALLERROR, so that one bad boot does not hold back the others.
+                return _batch_reply(outcomes)
+            # Redelivered if any failed (the parts stored meanwhile are then no-ops).
+            failed = [o for o in outcomes if isinstance(o, Exception)]
+            return failed[0] if failed else None
 
         return run
 
@@ -131,20 +159,56 @@ class EventsWorker:
 
 
 def _station_messages(messages: list[BusMessage]) -> list[StationMessage]:
-    return [m for message in messages for m in unpack_station_messages(message.body)]
+    return [cast(StationMessage, message.body) for message in messages]
 
 
-def _split(message: BusMessage) -> list[BusMessage]:
-    """A bus message per station message it carries (itself if it carries one)."""
-    parts = unpack_station_messages(message.body)
-    if len(parts) == 1:
+def _parts(message: BusMessage) -> list[BusMessage]:
+    """A bus message per message that `message` carries (itself if it is no batch)."""
+    if not is_batch(message.body):
         return [message]
     return [
         BusMessage(
-            body=dict(part),
+            body=part,
             type=message.type,
             message_id=f"{message.message_id}/{index}",
             redelivered=message.redelivered,
         )
-        for index, part in enumerate(parts)
+        for index, part in enumerate(unpack_batch(message.body))
     ]
+
+
+def _groups(
+    parted: list[tuple[BusMessage, list[BusMessage]]],
+) -> list[list[tuple[BusMessage, list[BusMessage]]]]:
+    """Bus messages in groups of at most _MAX_PARTS station messages (one transaction each),
+    so that no statement outgrows the database's limit on bound parameters."""
+    groups: list[list[tuple[BusMessage, list[BusMessage]]]] = [[]]
+    size = 0
+    for message, parts in parted:
+        if groups[-1] and size + len(parts) > _MAX_PARTS:
+            groups.append([])
+            size = 0
+        groups[-1].append((message, parts))
+        size += len(parts)
+    return [group for group in groups if group]
+
+
+def _regroup(message: BusMessage, replies: list[Body | None]) -> Body | None:
+    """The reply to `message`, from the replies to the parts it carries."""
+    if not is_batch(message.body):
+        return replies[0]
+    if all(reply is None for reply in replies):
+        return None
+    return _batch_reply(replies)
+
+
+def _batch_reply(outcomes: Sequence[Outcome]) -> Body:
+    replies: list[Body] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            log.error("a request in a batch failed", exc_info=outcome)
+            replies.append({"error": f"{type(outcome).__name__}: {outcome}"[:200]})
+        else:
+            replies.append(outcome or {})
+    reply: BatchReply = {"replies": replies}
+    return dict(reply)

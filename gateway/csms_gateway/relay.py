@@ -96,6 +96,20 @@ class Relay:
             for action in StationAction
             if action not in (StationAction.BOOT_NOTIFICATION, StationAction.HEARTBEAT)
         }
+        # Boots and registrations are requests; in a reconnect storm they too go out in batches.
+        self._boots = Outbox(
+            bus,
+            topology.ocpp_key(StationAction.BOOT_NOTIFICATION),
+            _MAX_PUBLISH_BATCH,
+            reply_timeout=settings.boot_decision_timeout,
+        )
+        self._connections = Outbox(
+            bus,
+            topology.STATION_CONNECTED,
+            _MAX_PUBLISH_BATCH,
+            reply_timeout=settings.presence_timeout,
+        )
+        self._disconnections = Outbox(bus, topology.STATION_DISCONNECTED, _MAX_PUBLISH_BATCH)
 
     async def start(self) -> None:
         await self._bus.open_inbox(topology.gateway_queue(self.gateway_id), self._on_command)
@@ -103,7 +117,8 @@ class Relay:
 
     async def stop(self) -> None:
         await self.seen.stop()
-        for outbox in self._outboxes.values():
+        outboxes = (*self._outboxes.values(), self._boots, self._connections, self._disconnections)
+        for outbox in outboxes:
             await outbox.close()
 
     # Connection lifecycle
@@ -134,15 +149,7 @@ class Relay:
         session.registration = asyncio.ensure_future(self._registration(session, connected))
 
     async def _registration(self, session: StationSession, connected: Connected) -> str | None:
-        reply = cast(
-            ConnectedReply,
-            await self._bus.request(
-                topology.EVENTS_EXCHANGE,
-                topology.STATION_CONNECTED,
-                BusMessage(body=dict(connected), type=topology.STATION_CONNECTED),
-                timeout=self._settings.presence_timeout,
-            ),
-        )
+        reply = cast(ConnectedReply, await self._connections.request(connected))
         registered_profile = reply.get("securityProfile", 0)
         if registered_profile > self._settings.security_profile:
             # A profile-0 endpoint admits without a look-up (see Admission); a station
@@ -173,11 +180,7 @@ class Relay:
             "lastSeenAt": _iso(session.last_seen_at),
         }
         try:
-            await self._bus.publish(
-                topology.EVENTS_EXCHANGE,
-                topology.STATION_DISCONNECTED,
-                BusMessage(body=dict(disconnected), type=topology.STATION_DISCONNECTED),
-            )
+            await self._disconnections.put(disconnected)
         except BusError:
             # The worker's dead-gateway sweep and the next connection settle presence instead.
             log.warning("could not publish disconnection of %s", station_id, exc_info=True)
@@ -229,7 +232,6 @@ class Relay:
             raise InternalError("message could not be stored, send it again") from exc
 
     async def _boot(self, session: StationSession, message: StationMessage) -> dict[str, Any]:
-        key = topology.ocpp_key(StationAction.BOOT_NOTIFICATION)
         # The connection is recorded before the station hears it is accepted, so that whoever
         # reads the station after its boot sees it connected.
         if session.registration is not None:
@@ -238,13 +240,7 @@ class Relay:
         if session.refused:
             raise SecurityError("connection refused: security profile too low")
         try:
-            body = await self._bus.request(
-                topology.EVENTS_EXCHANGE,
-                key,
-                BusMessage(body=dict(message), type=key),
-                timeout=self._settings.boot_decision_timeout,
-            )
-            decision = cast(BootReply, body)
+            decision = cast(BootReply, await self._boots.request(message))
         except RequestTimeout:
             # Stored, but undecided in time: never guess Accepted; the station boots again soon.
             log.warning("no boot decision for %s in time; answering Pending", session.station_id)

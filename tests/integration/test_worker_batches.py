@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.bus import topology
-from csms.bus.envelopes import StationMessage, pack_station_messages
+from csms.bus.envelopes import StationMessage, pack_batch
 from csms.bus.memory import MemoryBus
 from csms.bus.message import BusError, BusMessage
 from csms.config import Settings
 from csms.db.engine import create_session_factory
-from csms.db.models import ConnectorStatus
+from csms.db.models import ConnectorStatus, Station
 from csms.timeutil import format_datetime
 from csms_events_worker.consumer import EventsWorker
 
@@ -65,7 +65,7 @@ async def test_a_batch_is_stored_and_a_bad_message_in_it_does_not_take_the_other
                 topology.EVENTS_EXCHANGE,
                 STATUS_KEY,
                 BusMessage(
-                    body=dict(pack_station_messages([_status(s, "Occupied") for s in good])),
+                    body=dict(pack_batch([_status(s, "Occupied") for s in good])),
                     type=STATUS_KEY,
                 ),
             ),
@@ -80,7 +80,7 @@ async def test_a_batch_is_stored_and_a_bad_message_in_it_does_not_take_the_other
                 bus.publish(
                     topology.EVENTS_EXCHANGE,
                     STATUS_KEY,
-                    BusMessage(body=dict(pack_station_messages(mixed)), type=STATUS_KEY),
+                    BusMessage(body=dict(pack_batch(mixed)), type=STATUS_KEY),
                 ),
                 20,
             )
@@ -90,6 +90,51 @@ async def test_a_batch_is_stored_and_a_bad_message_in_it_does_not_take_the_other
             good[2]: "Faulted",
         }
         assert len(bus.dead_letters) == 1
+    finally:
+        await worker.stop()
+        await bus.close()
+
+
+def _boot(station_id: str, charging_station: Any) -> StationMessage:
+    now = format_datetime(datetime.now(UTC))
+    return {
+        "stationId": station_id,
+        "connectionId": f"{station_id}-c",
+        "gatewayId": "gw",
+        "ocppMessageId": "b1",
+        "action": "BootNotification",
+        "payload": {"reason": "PowerUp", "chargingStation": charging_station},
+        "receivedAt": now,
+    }
+
+
+async def test_a_batch_of_boots_gets_one_answer_each_and_a_bad_one_an_error(
+    engine: AsyncEngine, station_id: str
+) -> None:
+    ids = [f"{station_id}-{n}" for n in range(3)]
+    sim = {"model": "M", "vendorName": "V"}
+    boots = [_boot(ids[0], sim), _boot(ids[1], {"model": "no vendor"}), _boot(ids[2], sim)]
+    bus = MemoryBus(max_redeliveries=1)
+    await bus.connect()
+    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
+    await worker.start()
+    key = topology.ocpp_key("BootNotification")
+    try:
+        reply = await bus.request(
+            topology.EVENTS_EXCHANGE,
+            key,
+            BusMessage(body=dict(pack_batch(boots)), type=key),
+            timeout=10,
+        )
+        first, bad, third = reply["replies"]
+        assert first == third == {"status": "Accepted", "interval": 300}
+        assert "KeyError" in bad["error"]
+        async with create_session_factory(engine)() as session:
+            stored = await session.scalars(
+                select(Station.id).where(Station.id.in_(ids), Station.boot_status == "Accepted")
+            )
+            assert sorted(stored) == [ids[0], ids[2]]
+        assert bus.dead_letters == []
     finally:
         await worker.stop()
         await bus.close()

@@ -9,8 +9,8 @@ import pytest
 
 from csms.bus import topology
 from csms.bus.base import Bus
-from csms.bus.envelopes import StationMessage, unpack_station_messages
-from csms.bus.message import BusError, BusMessage
+from csms.bus.envelopes import StationMessage, unpack_batch
+from csms.bus.message import BusError, BusMessage, RequestTimeout
 from csms_gateway.outbox import Outbox
 
 KEY = topology.ocpp_key("StatusNotification")
@@ -26,7 +26,7 @@ class _HeldBus:
 
     async def publish(self, exchange: str, routing_key: str, message: BusMessage) -> None:
         assert (exchange, routing_key, message.type) == (topology.EVENTS_EXCHANGE, KEY, KEY)
-        self.published.append([m["ocppMessageId"] for m in unpack_station_messages(message.body)])
+        self.published.append([m["ocppMessageId"] for m in unpack_batch(message.body)])
         await self.release.wait()
         self.release.clear()
         if self._failures:
@@ -120,3 +120,65 @@ async def test_closing_fails_what_was_not_confirmed() -> None:
     for task in (in_flight, queued):
         with pytest.raises(BusError):
             await task
+
+
+class _AnsweringBus:
+    """Confirms request batches at once; the test answers each batch through `replies`."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.replies: list[asyncio.Future[dict[str, Any]]] = []
+
+    async def send_request(
+        self, exchange: str, routing_key: str, message: BusMessage
+    ) -> asyncio.Future[dict[str, Any]]:
+        assert (exchange, routing_key, message.type) == (topology.EVENTS_EXCHANGE, KEY, KEY)
+        self.batches.append([m["ocppMessageId"] for m in unpack_batch(message.body)])
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies.append(reply)
+        return reply
+
+
+def _request_outbox(bus: _AnsweringBus, timeout: float = 5.0) -> Outbox:
+    return Outbox(cast(Bus, bus), KEY, 100, reply_timeout=timeout)
+
+
+async def test_requests_waiting_together_share_one_bus_request_and_each_gets_its_own_reply() -> (
+    None
+):
+    bus = _AnsweringBus()
+    outbox = _request_outbox(bus)
+    requests = [asyncio.create_task(outbox.request(_message(n))) for n in (1, 2, 3)]
+    await _until(lambda: len(bus.batches) == 1)
+    assert bus.batches == [["1", "2", "3"]]
+    bus.replies[0].set_result({"replies": [{"n": 1}, {"error": "bad boot"}, {"n": 3}]})
+    first, failed, third = await asyncio.gather(*requests, return_exceptions=True)
+    assert (first, third) == ({"n": 1}, {"n": 3})
+    assert isinstance(failed, BusError)
+    assert not isinstance(failed, RequestTimeout)
+
+
+async def test_a_batch_forms_while_the_previous_one_waits_for_its_reply() -> None:
+    bus = _AnsweringBus()
+    outbox = _request_outbox(bus)
+    first = asyncio.create_task(outbox.request(_message(1)))
+    await _until(lambda: len(bus.batches) == 1)
+    second = asyncio.create_task(outbox.request(_message(2)))
+    await _until(lambda: len(bus.batches) == 2)
+    bus.replies[1].set_result({"replies": [{"n": 2}]})
+    assert await second == {"n": 2}
+    assert not first.done()
+    bus.replies[0].set_result({"replies": [{"n": 1}]})
+    assert await first == {"n": 1}
+
+
+async def test_an_unanswered_batch_times_out_and_a_malformed_reply_fails_it() -> None:
+    bus = _AnsweringBus()
+    outbox = _request_outbox(bus, timeout=0.05)
+    with pytest.raises(RequestTimeout):
+        await outbox.request(_message(1))
+    late = asyncio.create_task(_request_outbox(bus).request(_message(2)))
+    await _until(lambda: len(bus.batches) == 2)
+    bus.replies[1].set_result({"replies": []})
+    with pytest.raises(BusError, match="malformed"):
+        await late

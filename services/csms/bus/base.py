@@ -92,26 +92,47 @@ class Bus(ABC):
         mandatory: bool = False,
     ) -> Body:
         """Publish and wait up to `timeout` seconds for the reply."""
-        loop = asyncio.get_running_loop()
+        reply = await self.send_request(exchange, routing_key, message, mandatory=mandatory)
+        return await wait_reply(reply, timeout, routing_key)
+
+    async def send_request(
+        self, exchange: str, routing_key: str, message: BusMessage, *, mandatory: bool = False
+    ) -> asyncio.Future[Body]:
+        """Publish with `reply_to`; once the publish is confirmed, return the future its reply
+        resolves. Cancel the future when no longer waiting (`wait_reply` does)."""
         correlation_id = message.correlation_id or message.message_id
         message.correlation_id = correlation_id
         message.reply_to = self.reply_queue
-        future: asyncio.Future[Body] = loop.create_future()
+        future: asyncio.Future[Body] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
+        future.add_done_callback(lambda _: self._forget_request(correlation_id, future))
         try:
             await self.publish(exchange, routing_key, message, mandatory=mandatory)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise RequestTimeout(f"no reply to {routing_key} within {timeout} s") from None
-        finally:
-            self._pending.pop(correlation_id, None)
+        except BaseException:
+            future.cancel()
+            raise
+        return future
+
+    def _forget_request(self, correlation_id: str, future: asyncio.Future[Body]) -> None:
+        if self._pending.get(correlation_id) is future:
+            del self._pending[correlation_id]
 
     def _deliver_reply(self, correlation_id: str | None, body: Body) -> None:
         """Resolve a waiting request; replies nobody waits for any more are dropped."""
         future = self._pending.get(correlation_id or "")
         if future is not None and not future.done():
             future.set_result(body)
+
+
+async def wait_reply(reply: asyncio.Future[Body], timeout: float, routing_key: str) -> Body:
+    """The reply, or RequestTimeout after `timeout` seconds (the reply is then abandoned)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await reply
+    except TimeoutError:
+        raise RequestTimeout(f"no reply to {routing_key} within {timeout} s") from None
+    finally:
+        reply.cancel()
 
 
 async def cancel_tasks(tasks: set[asyncio.Task[None]]) -> None:

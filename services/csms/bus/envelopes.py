@@ -5,6 +5,7 @@ Field names are camelCase, as in OCPP. Each builder has a matching reader on the
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
 
@@ -20,21 +21,33 @@ class StationMessage(TypedDict):
     receivedAt: str
 
 
-class StationMessages(TypedDict):
-    """Station CALLs of one action from one gateway, published as one bus message."""
+class Batch(TypedDict):
+    """Messages of one routing key from one gateway, published as one bus message (ADR 0009).
+    A request batch is answered with one `BatchReply`."""
 
-    messages: list[StationMessage]
-
-
-def pack_station_messages(messages: list[StationMessage]) -> StationMessages:
-    return {"messages": messages}
+    messages: list[dict[str, Any]]
 
 
-def unpack_station_messages(body: dict[str, Any]) -> list[StationMessage]:
-    """The station messages in a bus message body: a batch, or a single one."""
+class BatchReply(TypedDict):
+    """One reply per message of a request batch, in order; a message that failed gets
+    `{"error": reason}` and its sender a CALLERROR (the station sends it again)."""
+
+    replies: list[dict[str, Any]]
+
+
+def pack_batch(messages: Sequence[Mapping[str, Any]]) -> Batch:
+    return {"messages": cast(list[dict[str, Any]], list(messages))}
+
+
+def unpack_batch(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages in a bus message body: a batch, or a single one."""
     if "messages" in body:
-        return cast(StationMessages, body)["messages"]
-    return [cast(StationMessage, body)]
+        return cast(Batch, body)["messages"]
+    return [body]
+
+
+def is_batch(body: dict[str, Any]) -> bool:
+    return "messages" in body
 
 
 class Connected(TypedDict):
