@@ -56,22 +56,24 @@ class EventsWorker:
         concurrency = self._settings.consumer_concurrency
         batch = self._settings.consumer_batch
         linger = self._settings.consumer_linger
-        # Boots and connections are requests a station waits on: they do not linger.
-        bulk: list[tuple[str, BulkHandler, int, float]] = [
-            (topology.BOOT_QUEUE.name, self._boots, concurrency, 0.0),
-            (topology.STATUS_QUEUE.name, self._statuses, concurrency, linger),
+        # Batches are spaced by the linger only under load (see Bus.consume_batches): boots
+        # and registrations, which stations wait on, then wait at most that long, and every
+        # transaction stores many stations.
+        bulk: list[tuple[str, BulkHandler, int]] = [
+            (topology.BOOT_QUEUE.name, self._boots, concurrency),
+            (topology.STATUS_QUEUE.name, self._statuses, concurrency),
             # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
-            (topology.ALERTS_QUEUE.name, self._alerts, 1, linger),
-            (topology.PRESENCE_QUEUE.name, handle_presence, concurrency, 0.0),
-            (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency, 0.0),
+            (topology.ALERTS_QUEUE.name, self._alerts, 1),
+            (topology.PRESENCE_QUEUE.name, handle_presence, concurrency),
+            (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency),
         ]
-        for queue, handler, queue_concurrency, queue_linger in bulk:
+        for queue, handler, queue_concurrency in bulk:
             await self._bus.consume_batches(
                 queue,
                 self._in_bulk(handler),
                 concurrency=queue_concurrency,
                 max_batch=batch,
-                linger=queue_linger,
+                linger=linger,
             )
         self._maintenance = asyncio.create_task(self._maintain())
 

@@ -81,9 +81,9 @@ class Settings(BaseSettings):
     publish_timeout: float = Field(default=10.0, gt=0)
     consumer_concurrency: int = Field(default=4, ge=1)
     consumer_batch: int = Field(default=200, ge=1)
-    # Seconds a worker waits for a batch of status and alert messages to fill: stations are
-    # answered once the broker has a message, so this delays only storage, and it turns many
-    # small transactions into few large ones.
+    # Under load, a worker forms a queue's batches at most once per this many seconds, so that
+    # many small transactions become few large ones; a message after a quiet spell is taken
+    # at once. Statuses and alerts were answered already; boots wait at most this long.
     consumer_linger: float = Field(default=0.05, ge=0, le=5)
     database_pool_size: int = Field(default=24, ge=1)
     max_redeliveries: int = Field(default=5, ge=1)
