@@ -60,10 +60,14 @@ async def send_command(
     )
     async with sessions() as session:
         await autocommit(session)
-        created = await create_command(session, command)
+        route = await create_command(session, command)
         await session.commit()
-    if not created:
+    if route is None:
         raise StationNotFound(station_id)
+    if route.gateway_id is None:
+        result = CommandResult(Outcome.NOT_CONNECTED)
+        await _record(sessions, command, result)
+        return result
     request: CommandRequest = {
         "commandId": command.id,
         "stationId": station_id,
@@ -73,9 +77,10 @@ async def send_command(
     }
     message = BusMessage(body=dict(request), type=topology.COMMAND, ttl=timeout)
     try:
+        # Mandatory: a gateway gone since (its inbox with it) returns the command at once.
         body = await bus.request(
             topology.COMMANDS_EXCHANGE,
-            station_id,
+            topology.gateway_queue(route.gateway_id),
             message,
             timeout=timeout + _REPLY_GRACE,
             mandatory=True,

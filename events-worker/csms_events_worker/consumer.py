@@ -12,14 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.bus import topology
 from csms.bus.base import Bus
-from csms.bus.envelopes import BatchReply, StationMessage, is_batch, unpack_batch
-from csms.bus.message import BatchHandler, Body, BusMessage, Outcome
+from csms.bus.envelopes import BatchReply, StationMessage, is_batch, pack_batch, unpack_batch
+from csms.bus.message import BatchHandler, Body, BusError, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
 from csms.db.engine import is_sqlite
 from csms_events_worker.alerts import close_stale_reports, handle_notify_events
 from csms_events_worker.boot import handle_boot_notifications
-from csms_events_worker.presence import forget_dead_gateways, handle_presence
+from csms_events_worker.presence import forget_dead_gateways, handle_presence, takeovers
 from csms_events_worker.registry import handle_credentials
 from csms_events_worker.status import handle_status_notifications
 
@@ -64,7 +64,7 @@ class EventsWorker:
             (topology.STATUS_QUEUE.name, self._statuses, concurrency),
             # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
             (topology.ALERTS_QUEUE.name, self._alerts, 1),
-            (topology.PRESENCE_QUEUE.name, handle_presence, concurrency),
+            (topology.PRESENCE_QUEUE.name, self._presence, concurrency),
             (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency),
         ]
         for queue, handler, queue_concurrency in bulk:
@@ -88,6 +88,28 @@ class EventsWorker:
             session, [cast(StationMessage, message.body) for message in messages], self._policy
         )
         return [dict(reply) for reply in replies]
+
+    async def _presence(
+        self, session: AsyncSession, messages: list[BusMessage]
+    ) -> list[Body | None]:
+        replies, replaced = await handle_presence(session, messages)
+        # Each gateway holding a replaced connection closes it (ADR 0010): one message per
+        # gateway, sent before the commit (a repeat after a failed commit changes nothing).
+        sent = [
+            self._bus.publish(
+                topology.COMMANDS_EXCHANGE,
+                topology.gateway_queue(gateway_id),
+                BusMessage(body=dict(pack_batch(closing)), type=topology.TAKEOVER),
+            )
+            for gateway_id, closing in takeovers(replaced).items()
+        ]
+        for outcome in await asyncio.gather(*sent, return_exceptions=True):
+            if isinstance(outcome, BusError):
+                # Best effort: the old socket then stays until its keep-alive fails.
+                log.warning("a takeover was not sent: %s", outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return replies
 
     def _in_bulk(self, handler: BulkHandler) -> BatchHandler:
         """One transaction and one set of statements for the whole batch, every message that a

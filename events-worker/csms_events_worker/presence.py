@@ -9,11 +9,12 @@ from typing import cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.bus import topology
-from csms.bus.envelopes import Connected, ConnectedReply, Disconnected, Seen
+from csms.bus.envelopes import Connected, ConnectedReply, Disconnected, Seen, Takeover
 from csms.bus.message import Body, BusMessage
 from csms.db.presence import (
     Connection,
     Disconnection,
+    Replaced,
     close_silent_gateways,
     record_connections,
     record_disconnections,
@@ -27,12 +28,15 @@ log = logging.getLogger(__name__)
 _FORGET_GATEWAYS_AFTER = timedelta(hours=1)
 
 
-async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> list[Body | None]:
+async def handle_presence(
+    session: AsyncSession, messages: list[BusMessage]
+) -> tuple[list[Body | None], list[Replaced]]:
     """A batch of presence events; connections are recorded together. The outcome does not
-    depend on the order of connected and disconnected events (see docs/adr/0003)."""
+    depend on the order of connected and disconnected events (see docs/adr/0003). Returns the
+    replies, and the connections on other gateways that new ones replaced."""
     connected = [m for m in messages if m.type == topology.STATION_CONNECTED]
     await record_gateways_heard(session, _gateways_heard(messages))
-    registered = await record_connections(
+    recorded = await record_connections(
         session,
         [
             Connection(
@@ -55,7 +59,7 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
     replies: list[Body | None] = []
     for message in messages:
         if message.type == topology.STATION_CONNECTED:
-            boot_status, profile = registered.get(message.body["stationId"], (None, 0))
+            boot_status, profile = recorded.registrations.get(message.body["stationId"], (None, 0))
             reply: ConnectedReply = {"bootStatus": boot_status, "securityProfile": profile}
             replies.append(dict(reply))
             continue
@@ -64,7 +68,16 @@ async def handle_presence(session: AsyncSession, messages: list[BusMessage]) -> 
         elif message.type != topology.STATION_DISCONNECTED:
             log.warning("ignoring presence message of unknown type %r", message.type)
         replies.append(None)
-    return replies
+    return replies, recorded.replaced
+
+
+def takeovers(replaced: list[Replaced]) -> dict[str, list[Takeover]]:
+    """What each gateway must close: the replaced connections it holds."""
+    by_gateway: dict[str, list[Takeover]] = {}
+    for old in replaced:
+        takeover: Takeover = {"stationId": old.station_id, "connectionId": old.connection_id}
+        by_gateway.setdefault(old.gateway_id, []).append(takeover)
+    return by_gateway
 
 
 def _gateways_heard(messages: list[BusMessage]) -> dict[str, datetime]:

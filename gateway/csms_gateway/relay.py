@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ from csms.bus.envelopes import (
     RegistryChanged,
     StationMessage,
     Takeover,
+    unpack_batch,
 )
 from csms.bus.message import Body, BusError, BusMessage, RequestTimeout
 from csms.config import Settings
@@ -55,8 +55,6 @@ CLOSE_POLICY_VIOLATION = 1008
 CLOSE_DEREGISTERED = 4001
 # WebSocket close code for a socket replaced by the station's newer connection.
 CLOSE_REPLACED = 4000
-# Commands for a station that moved to another gateway are dropped here for this long.
-_MOVED_MEMORY = 60.0
 # Station messages per bus message at most (each at most one 64 KiB frame).
 _MAX_PUBLISH_BATCH = 100
 
@@ -89,7 +87,6 @@ class Relay:
         self._settings = settings
         self.gateway_id = gateway_id
         self.sessions: dict[str, StationSession] = {}
-        self._moved: dict[str, float] = {}
         self.seen = SeenTracker(bus, gateway_id, settings.seen_flush_interval)
         self._outboxes: dict[StationAction, Outbox] = {
             action: Outbox(bus, topology.ocpp_key(action), _MAX_PUBLISH_BATCH)
@@ -128,18 +125,10 @@ class Relay:
         station_id = session.station_id
         previous = self.sessions.get(station_id)
         self.sessions[station_id] = session
-        self._moved.pop(station_id, None)
         if previous is not None:
             await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
-        # Other gateways drop their socket for this station; sent before binding so that every
-        # command routed to them after this point finds the station gone.
-        takeover: Takeover = {"stationId": station_id, "connectionId": session.connection_id}
-        await self._bus.publish(
-            topology.COMMANDS_EXCHANGE,
-            station_id,
-            BusMessage(body=dict(takeover), type=topology.TAKEOVER),
-        )
-        await self._bus.bind_inbox(station_id)
+        # A socket of the station on another gateway is closed when the worker records this
+        # connection (ADR 0010).
         connected: Connected = {
             "stationId": station_id,
             "connectionId": session.connection_id,
@@ -168,10 +157,6 @@ class Relay:
             session.registration.cancel()
         if self.sessions.get(station_id) is session:
             del self.sessions[station_id]
-            try:
-                await self._bus.unbind_inbox(station_id)
-            except BusError:
-                log.warning("could not unbind station %s", station_id, exc_info=True)
         disconnected: Disconnected = {
             "stationId": station_id,
             "connectionId": session.connection_id,
@@ -258,7 +243,8 @@ class Relay:
 
     async def _on_command(self, message: BusMessage) -> Body | None:
         if message.type == topology.TAKEOVER:
-            await self._on_takeover(cast(Takeover, message.body))
+            for takeover in unpack_batch(message.body):
+                await self._on_takeover(cast(Takeover, takeover))
             return None
         if message.type == topology.REGISTRY_CHANGED:
             await self._on_registry_changed(cast(RegistryChanged, message.body))
@@ -267,8 +253,6 @@ class Relay:
         station_id = request["stationId"]
         session = self.sessions.get(station_id)
         if session is None:
-            if self._moved.get(station_id, 0.0) > time.monotonic():
-                return None  # the gateway that holds it now answers
             reply: CommandReply = {"outcome": "notConnected"}
             return dict(reply)
         refusal = await self._command_refusal(session, request["action"])
@@ -305,15 +289,10 @@ class Relay:
             await session.close(CLOSE_DEREGISTERED, "registration withdrawn")
 
     async def _on_takeover(self, takeover: Takeover) -> None:
-        session = self.sessions.get(takeover["stationId"])
-        if session is None or session.connection_id == takeover["connectionId"]:
-            return
         station_id = takeover["stationId"]
+        session = self.sessions.get(station_id)
+        if session is None or session.connection_id != takeover["connectionId"]:
+            return
         log.info("station %s reconnected elsewhere; closing its socket here", station_id)
         del self.sessions[station_id]
-        self._moved[station_id] = time.monotonic() + _MOVED_MEMORY
         await session.close(CLOSE_REPLACED, "replaced by a newer connection")
-        try:
-            await self._bus.unbind_inbox(station_id)
-        except BusError:
-            log.warning("could not unbind station %s", station_id, exc_info=True)

@@ -317,7 +317,7 @@ async def create_reset(
         request={"type": "Immediate"},
         created_at=created_at,
     )
-    assert await commands.create_command(session, command) is True
+    assert await commands.create_command(session, command) is not None
     return command
 
 
@@ -339,7 +339,7 @@ async def test_a_command_for_a_station_never_seen_is_not_recorded(
 ) -> None:
     command = commands.NewCommand(new_id(), station_id, "Reset", {"type": "OnIdle"}, utcnow())
 
-    assert await commands.create_command(session, command) is False
+    assert await commands.create_command(session, command) is None
     assert await session.get(Command, command.id) is None
 
 
@@ -351,7 +351,8 @@ async def test_a_recorded_command_is_pending_until_its_outcome(
     command = commands.NewCommand(
         new_id(), station_id, "ChangeAvailability", {"operationalStatus": "Operative"}, t0
     )
-    assert await commands.create_command(session, command) is True
+    # Seen but not connected: recorded, and routed nowhere.
+    assert await commands.create_command(session, command) == commands.CommandRoute(None)
     row = await session.get(Command, command.id)
     assert row is not None
     assert (row.outcome, row.request, row.created_at) == (
@@ -695,6 +696,29 @@ async def disconnect(
         last_seen_at=last_seen_at,
     )
     await session.flush()
+
+
+async def test_a_newer_connection_on_another_gateway_replaces_the_open_one(
+    session: AsyncSession, station_id: str
+) -> None:
+    """The connection a new one replaces is reported, so that its gateway can close it; not
+    when it is on the same gateway (which replaced it already), nor for an older connection."""
+    t0 = datetime.now(UTC)
+
+    async def connected(connection_id: str, gateway: str, at: datetime) -> list[presence.Replaced]:
+        recorded = await presence.record_connections(
+            session, [presence.Connection(connection_id, station_id, gateway, at)]
+        )
+        return recorded.replaced
+
+    assert await connected("c1", "gwA", t0) == []
+    assert await connected("c2", "gwB", t0 + timedelta(seconds=1)) == [
+        presence.Replaced(station_id, "c1", "gwA")
+    ]
+    assert await connected("c3", "gwB", t0 + timedelta(seconds=2)) == []
+    assert await connected("c0", "gwC", t0 - timedelta(seconds=5)) == []
+    await disconnect(session, station_id, "c3", t0 + timedelta(seconds=3), gateway="gwB")
+    assert await connected("c4", "gwA", t0 + timedelta(seconds=4)) == []
 
 
 async def test_a_batch_of_disconnections_closes_only_current_connections(

@@ -16,8 +16,6 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError, PublishError
-from aio_pika.queue import Queue
-from aio_pika.robust_queue import RobustQueue
 from pamqp.commands import Basic
 
 from csms.bus import topology
@@ -60,7 +58,6 @@ class AmqpBus(Bus):
         self._reply_out: AbstractExchange | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._reply: AbstractQueue | None = None
-        self._inbox: AbstractQueue | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -206,31 +203,12 @@ class AmqpBus(Bus):
         assert self._connection is not None, "connect first"
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self._prefetch)
-        self._inbox = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
-        await self._inbox.bind(topology.CONTROL_EXCHANGE)
+        inbox = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
+        await inbox.bind(topology.COMMANDS_EXCHANGE, queue)
+        await inbox.bind(topology.CONTROL_EXCHANGE)
         # Commands run concurrently, each waiting on its own station. A failed one is not
         # retried: it may have reached the station already, and its requester times out.
-        await self._start_consumer(self._inbox, one_by_one(handler), self._prefetch, retry=False)
-
-    # Bindings are not given a deadline: cancelling a Queue.Bind in flight makes the client
-    # close the whole channel, and with it every binding of this gateway.
-    async def bind_inbox(self, routing_key: str) -> None:
-        assert self._inbox is not None, "open_inbox first"
-        try:
-            await self._inbox.bind(topology.COMMANDS_EXCHANGE, routing_key)
-        except (AMQPError, ConnectionError, RuntimeError) as exc:
-            raise BusError(f"could not bind {routing_key!r}: {exc!r}") from exc
-
-    async def unbind_inbox(self, routing_key: str) -> None:
-        assert isinstance(self._inbox, RobustQueue), "open_inbox first"
-        # RobustQueue.unbind scans every binding it keeps for restoring (quadratic when
-        # thousands of stations leave at once). The binding is forgotten by its key instead,
-        # before the broker is asked, so that one whose unbind failed is not restored.
-        self._inbox._bindings.pop((topology.COMMANDS_EXCHANGE, routing_key), None)
-        try:
-            await Queue.unbind(self._inbox, topology.COMMANDS_EXCHANGE, routing_key)
-        except (AMQPError, ConnectionError, RuntimeError) as exc:
-            raise BusError(f"could not unbind {routing_key!r}: {exc!r}") from exc
+        await self._start_consumer(inbox, one_by_one(handler), self._prefetch, retry=False)
 
     async def _start_consumer(
         self,

@@ -70,14 +70,9 @@ class Bus(ABC):
 
     @abstractmethod
     async def open_inbox(self, queue: str, handler: Handler) -> None:
-        """Declare and consume this process's exclusive queue on the commands exchange; it
-        also receives everything published to the control exchange."""
-
-    @abstractmethod
-    async def bind_inbox(self, routing_key: str) -> None: ...
-
-    @abstractmethod
-    async def unbind_inbox(self, routing_key: str) -> None: ...
+        """Declare and consume this process's exclusive queue: it receives what is published to
+        the commands exchange with its name as routing key, and everything published to the
+        control exchange."""
 
     @property
     @abstractmethod

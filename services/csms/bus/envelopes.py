@@ -97,7 +97,8 @@ class CommandRequest(TypedDict):
 
 
 class Takeover(TypedDict):
-    """Sent when a station connects: every other socket of that station must close."""
+    """To the gateway holding a station's connection that a newer one on another gateway
+    replaced: that socket must close (ADR 0010)."""
 
     stationId: str
     connectionId: str

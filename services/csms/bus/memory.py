@@ -145,20 +145,10 @@ class MemoryBus(Bus):
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         self._inbox = _Queue(queue, durable=False)
         self._queues[queue] = self._inbox
+        self._direct_bindings.setdefault(queue, set()).add(self._inbox)
         # As on RabbitMQ: commands run concurrently and a failed one is not retried.
         for _ in range(_INBOX_CONCURRENCY):
             self._spawn(self._consume_loop(self._inbox, one_by_one(handler), retry=False))
-
-    async def bind_inbox(self, routing_key: str) -> None:
-        assert self._inbox is not None, "open_inbox first"
-        self._direct_bindings.setdefault(routing_key, set()).add(self._inbox)
-
-    async def unbind_inbox(self, routing_key: str) -> None:
-        bound = self._direct_bindings.get(routing_key)
-        if bound is not None and self._inbox is not None:
-            bound.discard(self._inbox)
-            if not bound:
-                del self._direct_bindings[routing_key]
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 # Station-initiated traffic, routed by `ocpp.<Action>` and `station.<presence>` keys.
 EVENTS_EXCHANGE = "csms.events"
-# CSMS-initiated calls and gateway control messages, routed by station id.
+# CSMS-initiated calls and takeovers, routed to one gateway: routing key = its inbox's name.
 COMMANDS_EXCHANGE = "csms.commands"
 # Registry changes every gateway must hear (cached credentials, evictions): fanout.
 CONTROL_EXCHANGE = "csms.control"

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import ColumnClause, bindparam, exists, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.boots import boot_after
@@ -48,14 +48,26 @@ class CommandOutcome:
     error_description: str | None = None
 
 
+# The gateway holding the station's current connection, if it is connected. (Spelled out: the
+# SQLite compiler drops table names in RETURNING, subqueries included.)
+_HOLDER: ColumnClause[str] = literal_column(
+    "(SELECT c.gateway_id FROM station s JOIN station_connection c ON c.id = s.connection_id"
+    " WHERE s.id = command.station_id AND s.connected)"
+)
+
+
 def _insert_if_station_known() -> Any:
     columns = table_of(Command).c
     names = ("id", "station_id", "action", "request", "outcome", "open", "created_at")
-    return insert(Command).from_select(
-        list(names),
-        select(*(bindparam(name, type_=columns[name].type) for name in names)).where(
-            exists().where(Station.id == bindparam("station_id"))
-        ),
+    return (
+        insert(Command)
+        .from_select(
+            list(names),
+            select(*(bindparam(name, type_=columns[name].type) for name in names)).where(
+                exists().where(Station.id == bindparam("station_id"))
+            ),
+        )
+        .returning(_HOLDER)
     )
 
 
@@ -63,9 +75,16 @@ def _insert_if_station_known() -> Any:
 _INSERT_IF_STATION_KNOWN = _insert_if_station_known()
 
 
-async def create_command(session: AsyncSession, command: NewCommand) -> bool:
-    """Record a command before it is sent, in one statement; False if the station was never
-    seen (nothing is recorded then)."""
+@dataclass(frozen=True, slots=True)
+class CommandRoute:
+    """Where a recorded command goes: the gateway holding the station (None: not connected)."""
+
+    gateway_id: str | None
+
+
+async def create_command(session: AsyncSession, command: NewCommand) -> CommandRoute | None:
+    """Record a command before it is sent and find the gateway holding the station, in one
+    statement; None if the station was never seen (nothing is recorded then)."""
     connection = await session.connection()
     result = await connection.execute(
         _INSERT_IF_STATION_KNOWN,
@@ -79,7 +98,8 @@ async def create_command(session: AsyncSession, command: NewCommand) -> bool:
             "created_at": command.created_at,
         },
     )
-    return result.rowcount == 1
+    row = result.first()
+    return None if row is None else CommandRoute(row[0])
 
 
 def awaits_boot(command: NewCommand, result: CommandOutcome) -> bool:

@@ -51,13 +51,29 @@ async def record_connected(
     return station
 
 
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """A station's open connection that a newer one, on another gateway, replaced."""
+
+    station_id: str
+    connection_id: str
+    gateway_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedConnections:
+    # Per station: the status its last boot got, and the security profile it is registered for.
+    registrations: dict[str, tuple[str | None, int]]
+    replaced: list[Replaced]
+
+
 async def record_connections(
     session: AsyncSession, connections: list[Connection]
-) -> dict[str, tuple[str | None, int]]:
-    """Record new connections in a few statements; returns each station's boot status and
-    registered security profile."""
+) -> RecordedConnections:
+    """Record new connections in a few statements; returns each station's registration and
+    the connections on other gateways they replaced."""
     if not connections:
-        return {}
+        return RecordedConnections({}, [])
     # executemany of cached statements (see statuses.record_statuses).
     await session.execute(
         insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
@@ -82,6 +98,7 @@ async def record_connections(
         ).all()
     )
     still_open = [c for c in connections if c.connection_id not in closed]
+    replaced = await _replaced(session, still_open)
     if still_open:
         table = table_of(Station)
         connection = await session.connection()
@@ -104,7 +121,36 @@ async def record_connections(
             Station.id.in_(sorted({c.station_id for c in connections}))
         )
     )
-    return {row[0]: (row[1], row[2]) for row in rows}
+    return RecordedConnections({row[0]: (row[1], row[2]) for row in rows}, replaced)
+
+
+async def _replaced(session: AsyncSession, connections: list[Connection]) -> list[Replaced]:
+    """The stations' current open connections on other gateways that the newest of
+    `connections` will replace (only a connection newer than the current one becomes current)."""
+    newest: dict[str, Connection] = {}
+    for c in connections:
+        if c.station_id not in newest or newest[c.station_id].connected_at <= c.connected_at:
+            newest[c.station_id] = c
+    if not newest:
+        return []
+    current = await session.execute(
+        select(
+            Station.id, Station.connection_id, Station.connected_at, StationConnection.gateway_id
+        )
+        .join(StationConnection, StationConnection.id == Station.connection_id)
+        .where(Station.id.in_(sorted(newest)), Station.connected.is_(True))
+    )
+    replaced: list[Replaced] = []
+    for station_id, connection_id, connected_at, gateway_id in current:
+        new = newest[station_id]
+        if (
+            connection_id is not None
+            and connection_id != new.connection_id
+            and gateway_id != new.gateway_id
+            and (connected_at is None or connected_at <= new.connected_at)
+        ):
+            replaced.append(Replaced(station_id, connection_id, gateway_id))
+    return replaced
 
 
 @dataclass(frozen=True, slots=True)
