@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,12 +37,17 @@ class Outbox:
         routing_key: str,
         max_batch: int,
         *,
+        linger: float = 0.0,
         reply_timeout: float | None = None,
     ) -> None:
-        """With `reply_timeout`, the routing key's consumer answers each batch (see `request`)."""
+        """Publishes start at most one per `linger` seconds: a message after a quiet spell goes
+        at once, and under load a batch holds what arrived since the last publish. With
+        `reply_timeout`, the routing key's consumer answers each batch (see `request`)."""
         self._bus = bus
         self._routing_key = routing_key
         self._max_batch = max_batch
+        self._linger = linger
+        self._published_at = -math.inf
         self._reply_timeout = reply_timeout
         self._waiting: list[_Waiting] = []
         self._publishing: asyncio.Task[None] | None = None
@@ -76,8 +82,13 @@ class Outbox:
 
     async def _publish_waiting(self) -> None:
         batch: list[_Waiting] = []
+        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
+                wait = self._published_at + self._linger - loop.time()
+                if wait > 0 and len(self._waiting) < self._max_batch:
+                    await asyncio.sleep(wait)
+                self._published_at = loop.time()
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
                 try:

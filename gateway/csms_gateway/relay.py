@@ -88,8 +88,9 @@ class Relay:
         self.gateway_id = gateway_id
         self.sessions: dict[str, StationSession] = {}
         self.seen = SeenTracker(bus, gateway_id, settings.seen_flush_interval)
+        linger = settings.publish_linger
         self._outboxes: dict[StationAction, Outbox] = {
-            action: Outbox(bus, topology.ocpp_key(action), _MAX_PUBLISH_BATCH)
+            action: Outbox(bus, topology.ocpp_key(action), _MAX_PUBLISH_BATCH, linger=linger)
             for action in StationAction
             if action not in (StationAction.BOOT_NOTIFICATION, StationAction.HEARTBEAT)
         }
@@ -98,15 +99,19 @@ class Relay:
             bus,
             topology.ocpp_key(StationAction.BOOT_NOTIFICATION),
             _MAX_PUBLISH_BATCH,
+            linger=linger,
             reply_timeout=settings.boot_decision_timeout,
         )
         self._connections = Outbox(
             bus,
             topology.STATION_CONNECTED,
             _MAX_PUBLISH_BATCH,
+            linger=linger,
             reply_timeout=settings.presence_timeout,
         )
-        self._disconnections = Outbox(bus, topology.STATION_DISCONNECTED, _MAX_PUBLISH_BATCH)
+        self._disconnections = Outbox(
+            bus, topology.STATION_DISCONNECTED, _MAX_PUBLISH_BATCH, linger=linger
+        )
 
     async def start(self) -> None:
         await self._bus.open_inbox(topology.gateway_queue(self.gateway_id), self._on_command)

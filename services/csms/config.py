@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # many small transactions become few large ones; a message after a quiet spell is taken
     # at once. Statuses and alerts were answered already; boots wait at most this long.
     consumer_linger: float = Field(default=0.05, ge=0, le=5)
+    # Under load, a gateway publishes each kind of station message at most once per this many
+    # seconds, so that one bus message carries many stations' messages; a message after a
+    # quiet spell goes at once. Stations wait at most this long more for their answer.
+    publish_linger: float = Field(default=0.005, ge=0, le=1)
     database_pool_size: int = Field(default=24, ge=1)
     max_redeliveries: int = Field(default=5, ge=1)
 

@@ -182,3 +182,19 @@ async def test_an_unanswered_batch_times_out_and_a_malformed_reply_fails_it() ->
     bus.replies[1].set_result({"replies": []})
     with pytest.raises(BusError, match="malformed"):
         await late
+
+
+async def test_after_a_quiet_spell_a_message_goes_at_once_and_under_load_publishes_are_spaced() -> (
+    None
+):
+    bus = _HeldBus()
+    bus.release.set()  # every publish is confirmed at once
+    outbox = Outbox(cast(Bus, bus), KEY, 100, linger=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await outbox.put(_message(1))
+    assert loop.time() - started < 0.1
+    bus.release.set()
+    await asyncio.gather(*(outbox.put(_message(n)) for n in (2, 3, 4)))
+    assert loop.time() - started >= 0.19
+    assert bus.published == [["1"], ["2", "3", "4"]]

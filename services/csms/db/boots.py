@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import bindparam, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.dialect import insert
 from csms.db.models import BootNotification, Command, Station, table_of
+from csms.db.presence import touch_last_seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ async def record_boots(
     session: AsyncSession, reports: list[BootReport], policy: BootPolicy
 ) -> list[BootDecision]:
     """Store boots, decide each answer, and close the resets they complete; one decision per
-    report, in a few statements whatever the batch size.
+    report, in a few statements whatever the batch size (Core executemany of cached
+    statements: ORM objects per boot cost more than the database's own work).
 
     A redelivered or retransmitted boot (same connection and message id) gets the answer
     recorded the first time and changes nothing.
@@ -68,57 +70,108 @@ async def record_boots(
     stations = await _locked_stations(session, reports)
     decided = await _earlier_decisions(session, reports)
     decisions: list[BootDecision] = []
-    completed_resets: list[dict[str, Any]] = []
+    boots: list[dict[str, Any]] = []
     for report in reports:
         key = (report.station_id, report.connection_id, report.ocpp_message_id)
         if key in decided:
             decisions.append(decided[key])
             continue
-        station = stations[report.station_id]
-        decision = _decide(station, policy)
+        decision = _decide(stations[report.station_id], policy)
         decided[key] = decision
         decisions.append(decision)
-        boot_data = _boot_data(report.payload)
-        session.add(
-            BootNotification(
-                station_id=report.station_id,
-                connection_id=report.connection_id,
-                ocpp_message_id=report.ocpp_message_id,
-                reason=report.payload["reason"],
-                status=decision.status,
-                interval=decision.interval,
-                received_at=report.received_at,
-                **boot_data,
-            )
+        boots.append(
+            {
+                "station_id": report.station_id,
+                "connection_id": report.connection_id,
+                "ocpp_message_id": report.ocpp_message_id,
+                "reason": report.payload["reason"],
+                "status": decision.status,
+                "interval": decision.interval,
+                "received_at": report.received_at,
+                **_boot_data(report.payload),
+            }
         )
-        if station.last_boot_at is None or station.last_boot_at <= report.received_at:
-            for field, value in boot_data.items():
-                setattr(station, field, value)
-            station.boot_status = decision.status
-            station.last_boot_at = report.received_at
-        if station.last_seen_at is None or station.last_seen_at < report.received_at:
-            station.last_seen_at = report.received_at
-        completed_resets.append({"sid": report.station_id, "at": report.received_at})
-    await session.flush()
-    if completed_resets:
-        # The station booted again: the resets it acknowledged are done.
-        table = table_of(Command)
-        connection = await session.connection()
-        await connection.execute(
-            update(table)
-            .where(
-                table.c.station_id == bindparam("sid"),
-                table.c.action == "Reset",
-                table.c.open.is_(True),
-                table.c.created_at <= bindparam("at"),
-            )
-            .values(open=False, closed_at=bindparam("at")),
-            completed_resets,
+    if not boots:
+        return decisions
+    connection = await session.connection()
+    await connection.execute(table_of(BootNotification).insert(), boots)
+    # In order: a later boot of the same station in the batch wins, an older one changes
+    # nothing (the condition compares with what the earlier rows wrote).
+    await connection.execute(
+        _UPDATE_STATION,
+        [
+            {"sid": boot["station_id"], "boot_status": boot["status"], "at": boot["received_at"]}
+            | {field: boot[field] for field in _BOOT_FIELDS}
+            for boot in boots
+        ],
+    )
+    seen: dict[str, datetime] = {}
+    for boot in boots:
+        seen[boot["station_id"]] = max(
+            boot["received_at"], seen.get(boot["station_id"], boot["received_at"])
         )
+    await touch_last_seen(session, seen)
+    # The station booted again: the resets it acknowledged are done.
+    await connection.execute(
+        _CLOSE_RESETS, [{"sid": b["station_id"], "at": b["received_at"]} for b in boots]
+    )
     return decisions
 
 
-def _decide(station: Station, policy: BootPolicy) -> BootDecision:
+# What a boot tells of the station, stored with the boot and on the station.
+_BOOT_FIELDS = (
+    "vendor_name",
+    "model",
+    "serial_number",
+    "firmware_version",
+    "modem_iccid",
+    "modem_imsi",
+)
+
+
+def _update_station() -> Any:
+    table = table_of(Station)
+    return (
+        update(table)
+        .where(
+            table.c.id == bindparam("sid"),
+            or_(table.c.last_boot_at.is_(None), table.c.last_boot_at <= bindparam("at")),
+        )
+        .values(
+            boot_status=bindparam("boot_status"),
+            last_boot_at=bindparam("at"),
+            **{field: bindparam(field) for field in _BOOT_FIELDS},
+        )
+    )
+
+
+def _close_resets() -> Any:
+    table = table_of(Command)
+    return (
+        update(table)
+        .where(
+            table.c.station_id == bindparam("sid"),
+            table.c.action == "Reset",
+            table.c.open.is_(True),
+            table.c.created_at <= bindparam("at"),
+        )
+        .values(open=False, closed_at=bindparam("at"))
+    )
+
+
+_UPDATE_STATION = _update_station()
+_CLOSE_RESETS = _close_resets()
+
+
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    """What the boot decision reads of a station (its row, locked)."""
+
+    registration_status: str | None
+    heartbeat_interval: int | None
+
+
+def _decide(station: _Registration, policy: BootPolicy) -> BootDecision:
     status = station.registration_status or policy.unknown_station_status
     if status == "Accepted":
         return BootDecision(status, station.heartbeat_interval or policy.heartbeat_interval)
@@ -138,7 +191,9 @@ def _boot_data(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _locked_stations(session: AsyncSession, reports: list[BootReport]) -> dict[str, Station]:
+async def _locked_stations(
+    session: AsyncSession, reports: list[BootReport]
+) -> dict[str, _Registration]:
     first_seen = {report.station_id: report.received_at for report in reversed(reports)}
     await session.execute(
         insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
@@ -147,16 +202,17 @@ async def _locked_stations(session: AsyncSession, reports: list[BootReport]) -> 
             for station_id, at in sorted(first_seen.items())
         ],
     )
+    table = table_of(Station)
+    connection = await session.connection()
     # Locked (in id order, so concurrent batches cannot deadlock) against a concurrent
     # command answer for the same station.
-    rows = await session.scalars(
-        select(Station)
-        .where(Station.id.in_(sorted(first_seen)))
-        .order_by(Station.id)
+    rows = await connection.execute(
+        select(table.c.id, table.c.registration_status, table.c.heartbeat_interval)
+        .where(table.c.id.in_(sorted(first_seen)))
+        .order_by(table.c.id)
         .with_for_update()
-        .execution_options(populate_existing=True)
     )
-    return {station.id: station for station in rows}
+    return {row[0]: _Registration(row[1], row[2]) for row in rows}
 
 
 async def _earlier_decisions(

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.db.dialect import insert
-from csms.db.models import EventData, EventGap, EventSequence
+from csms.db.models import EventData, EventGap, EventSequence, table_of
 from csms.timeutil import parse_datetime
 
 
@@ -54,12 +54,16 @@ async def record_notify_event(
 async def record_notify_events(
     session: AsyncSession, reports: list[NotifyEventReport]
 ) -> list[Gap]:
-    """A batch, in order, in a handful of statements whatever its size; returns new gaps."""
+    """A batch, in order, in a handful of statements whatever its size; returns new gaps.
+
+    Core statements, executemany of cached ones: ORM objects per event item cost more than
+    the database's own work on them."""
     if not reports:
         return []
     sequences = await _locked_sequences(session, reports)
     seen = await _stored_keys(session, reports)
-    rows: list[EventData] = []
+    rows: list[dict[str, Any]] = []
+    gap_rows: list[dict[str, Any]] = []
     gaps: list[Gap] = []
     for report in reports:
         seq_no = int(report.payload["seqNo"])
@@ -76,25 +80,73 @@ async def record_notify_events(
         gap = _gap(sequence, report.station_id, seq_no)
         if gap is not None:
             gaps.append(gap)
-            session.add(
-                EventGap(
-                    station_id=gap.station_id,
-                    expected_seq_no=gap.expected_seq_no,
-                    received_seq_no=gap.received_seq_no,
-                    generated_at=report.generated_at,
-                    detected_at=report.received_at,
-                )
+            gap_rows.append(
+                {
+                    "station_id": gap.station_id,
+                    "expected_seq_no": gap.expected_seq_no,
+                    "received_seq_no": gap.received_seq_no,
+                    "generated_at": report.generated_at,
+                    "detected_at": report.received_at,
+                }
             )
         sequence.expected_seq_no = seq_no + 1 if tbc else 0
         sequence.report_open = tbc
         sequence.last_generated_at = report.generated_at
         sequence.updated_at = report.received_at
-    session.add_all(rows)
-    await session.flush()
+        sequence.changed = True
+    connection = await session.connection()
+    if rows:
+        await connection.execute(table_of(EventData).insert(), rows)
+    if gap_rows:
+        await connection.execute(table_of(EventGap).insert(), gap_rows)
+    changed = [s for s in sequences.values() if s.changed]
+    if changed:
+        await connection.execute(
+            _UPDATE_SEQUENCE,
+            [
+                {
+                    "sid": s.station_id,
+                    "expected": s.expected_seq_no,
+                    "open": s.report_open,
+                    "generated": s.last_generated_at,
+                    "updated": s.updated_at,
+                }
+                for s in changed
+            ],
+        )
     return gaps
 
 
-def _gap(sequence: EventSequence, station_id: str, seq_no: int) -> Gap | None:
+@dataclass(slots=True)
+class _Sequence:
+    """A station's EventSequence row, as read under its lock and advanced by the batch."""
+
+    station_id: str
+    expected_seq_no: int
+    report_open: bool
+    last_generated_at: datetime
+    updated_at: datetime
+    changed: bool = False
+
+
+def _update_sequence() -> Any:
+    table = table_of(EventSequence)
+    return (
+        update(table)
+        .where(table.c.station_id == bindparam("sid"))
+        .values(
+            expected_seq_no=bindparam("expected"),
+            report_open=bindparam("open"),
+            last_generated_at=bindparam("generated"),
+            updated_at=bindparam("updated"),
+        )
+    )
+
+
+_UPDATE_SEQUENCE = _update_sequence()
+
+
+def _gap(sequence: _Sequence, station_id: str, seq_no: int) -> Gap | None:
     if seq_no == 0 and sequence.report_open:
         # A new report began while the previous one still said "to be continued".
         return Gap(station_id, sequence.expected_seq_no, 0)
@@ -105,7 +157,7 @@ def _gap(sequence: EventSequence, station_id: str, seq_no: int) -> Gap | None:
 
 async def _locked_sequences(
     session: AsyncSession, reports: list[NotifyEventReport]
-) -> dict[str, EventSequence]:
+) -> dict[str, _Sequence]:
     first = {report.station_id: report for report in reversed(reports)}
     await session.execute(
         insert(session, EventSequence).on_conflict_do_nothing(index_elements=["station_id"]),
@@ -120,15 +172,22 @@ async def _locked_sequences(
             for station_id, report in sorted(first.items())
         ],
     )
+    table = table_of(EventSequence)
     # Locked in id order, so that concurrent batches cannot deadlock.
-    rows = await session.scalars(
-        select(EventSequence)
-        .where(EventSequence.station_id.in_(sorted(first)))
-        .order_by(EventSequence.station_id)
+    connection = await session.connection()
+    rows = await connection.execute(
+        select(
+            table.c.station_id,
+            table.c.expected_seq_no,
+            table.c.report_open,
+            table.c.last_generated_at,
+            table.c.updated_at,
+        )
+        .where(table.c.station_id.in_(sorted(first)))
+        .order_by(table.c.station_id)
         .with_for_update()
-        .execution_options(populate_existing=True)
     )
-    return {row.station_id: row for row in rows}
+    return {row[0]: _Sequence(*row) for row in rows}
 
 
 async def _stored_keys(
@@ -150,29 +209,29 @@ async def _stored_keys(
 
 def _event_row(
     report: NotifyEventReport, seq_no: int, tbc: bool, index: int, item: dict[str, Any]
-) -> EventData:
-    return EventData(
-        station_id=report.station_id,
-        ocpp_message_id=report.ocpp_message_id,
-        generated_at=report.generated_at,
-        seq_no=seq_no,
-        tbc=tbc,
-        item_index=index,
-        event_id=int(item["eventId"]),
-        occurred_at=parse_datetime(item["timestamp"]),
-        trigger=item["trigger"],
-        cause=_optional_int(item.get("cause")),
-        actual_value=item["actualValue"],
-        tech_code=item.get("techCode"),
-        tech_info=item.get("techInfo"),
-        cleared=item.get("cleared"),
-        transaction_id=item.get("transactionId"),
-        variable_monitoring_id=_optional_int(item.get("variableMonitoringId")),
-        event_notification_type=item["eventNotificationType"],
-        component=item["component"],
-        variable=item["variable"],
-        received_at=report.received_at,
-    )
+) -> dict[str, Any]:
+    return {
+        "station_id": report.station_id,
+        "ocpp_message_id": report.ocpp_message_id,
+        "generated_at": report.generated_at,
+        "seq_no": seq_no,
+        "tbc": tbc,
+        "item_index": index,
+        "event_id": int(item["eventId"]),
+        "occurred_at": parse_datetime(item["timestamp"]),
+        "trigger": item["trigger"],
+        "cause": _optional_int(item.get("cause")),
+        "actual_value": item["actualValue"],
+        "tech_code": item.get("techCode"),
+        "tech_info": item.get("techInfo"),
+        "cleared": item.get("cleared"),
+        "transaction_id": item.get("transactionId"),
+        "variable_monitoring_id": _optional_int(item.get("variableMonitoringId")),
+        "event_notification_type": item["eventNotificationType"],
+        "component": item["component"],
+        "variable": item["variable"],
+        "received_at": report.received_at,
+    }
 
 
 def _optional_int(value: Any) -> int | None:

@@ -115,7 +115,7 @@ async def record_connections(
                 for c in sorted(still_open, key=lambda c: (c.station_id, c.connected_at))
             ],
         )
-    await _touch(session, {c.station_id: c.connected_at for c in connections})
+    await touch_last_seen(session, {c.station_id: c.connected_at for c in connections})
     rows = await session.execute(
         select(Station.id, Station.boot_status, Station.security_profile).where(
             Station.id.in_(sorted({c.station_id for c in connections}))
@@ -210,7 +210,7 @@ async def record_disconnections(
     for d in ordered:
         if d.last_seen_at is not None:
             seen[d.station_id] = max(d.last_seen_at, seen.get(d.station_id, d.last_seen_at))
-    await _touch(session, seen)
+    await touch_last_seen(session, seen)
 
 
 async def _upsert_connections(
@@ -230,7 +230,7 @@ async def _upsert_connections(
 async def record_seen(session: AsyncSession, seen: dict[str, datetime]) -> None:
     """Stations that sent traffic, and when; last-seen times only move forward. (The beat
     carrying them proves its gateway alive: see record_gateways_heard.)"""
-    await _touch(session, seen)
+    await touch_last_seen(session, seen)
 
 
 async def record_gateways_heard(session: AsyncSession, heard: dict[str, datetime]) -> None:
@@ -275,7 +275,8 @@ async def online_stations(
     return set(rows.all())
 
 
-async def _touch(session: AsyncSession, seen: dict[str, datetime]) -> None:
+async def touch_last_seen(session: AsyncSession, seen: dict[str, datetime]) -> None:
+    """Stations were seen at these times; last-seen times only move forward."""
     if not seen:
         return
     table = table_of(Station)
