@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.bus import topology
@@ -16,7 +16,7 @@ from csms.bus.memory import MemoryBus
 from csms.bus.message import BusError, BusMessage
 from csms.config import Settings
 from csms.db.engine import create_session_factory
-from csms.db.models import ConnectorStatus, Station
+from csms.db.models import ConnectorStatus, EventData, Station
 from csms.timeutil import format_datetime
 from csms_events_worker.consumer import EventsWorker
 
@@ -138,3 +138,66 @@ async def test_a_batch_of_boots_gets_one_answer_each_and_a_bad_one_an_error(
     finally:
         await worker.stop()
         await bus.close()
+
+
+async def test_bus_messages_carrying_more_station_messages_than_one_statement_binds_are_stored(
+    engine: AsyncEngine, station_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two bus messages of 5,500 NotifyEvents each, taken as one batch: looking them all up at
+    once would bind more than the 32,767 parameters a statement may have, so the worker stores
+    them in several transactions (rather than failing and storing one event at a time), and
+    every event is kept."""
+    key = topology.ocpp_key("NotifyEvent")
+    ids = [[f"{station_id}-{batch}-{n}" for n in range(5500)] for batch in range(2)]
+    bus = MemoryBus(max_redeliveries=1)
+    await bus.connect()
+    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
+    await worker.start()
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    bus.publish(
+                        topology.EVENTS_EXCHANGE,
+                        key,
+                        BusMessage(body=dict(pack_batch([_event(s) for s in batch])), type=key),
+                    )
+                    for batch in ids
+                )
+            ),
+            120,
+        )
+        async with create_session_factory(engine)() as session:
+            stored = await session.scalar(
+                select(func.count())
+                .select_from(EventData)
+                .where(EventData.station_id.like(f"{station_id}-%"))
+            )
+        assert stored == 11000
+        assert bus.dead_letters == []
+        assert not [r for r in caplog.records if "retrying one by one" in r.getMessage()]
+    finally:
+        await worker.stop()
+        await bus.close()
+
+
+def _event(station_id: str) -> StationMessage:
+    now = format_datetime(datetime.now(UTC))
+    item = {
+        "eventId": 1,
+        "timestamp": now,
+        "trigger": "Delta",
+        "actualValue": "true",
+        "eventNotificationType": "HardWiredNotification",
+        "component": {"name": "Connector"},
+        "variable": {"name": "Problem"},
+    }
+    return {
+        "stationId": station_id,
+        "connectionId": "c",
+        "gatewayId": "gw",
+        "ocppMessageId": "e1",
+        "action": "NotifyEvent",
+        "payload": {"generatedAt": now, "seqNo": 0, "eventData": [item]},
+        "receivedAt": now,
+    }
