@@ -21,7 +21,7 @@ from csms.db.commands import (
     create_command,
     record_outcome,
 )
-from csms.db.engine import autocommit
+from csms.db.engine import autocommit_connection, engine_of
 from csms.timeutil import utcnow
 
 # The API waits this much longer than the gateway, so the gateway's own verdict arrives first.
@@ -58,10 +58,8 @@ async def send_command(
         request=payload,
         created_at=utcnow(),
     )
-    async with sessions() as session:
-        await autocommit(session)
-        route = await create_command(session, command)
-        await session.commit()
+    async with autocommit_connection(sessions) as connection:
+        route = await create_command(connection, command)
     if route is None:
         raise StationNotFound(station_id)
     if route.gateway_id is None:
@@ -128,8 +126,9 @@ async def _record(
         error_code=result.error_code or None,
         error_description=result.error_description or None,
     )
-    async with sessions() as session:
-        if not awaits_boot(command, outcome):
-            await autocommit(session)
-        await record_outcome(session, command, outcome)
-        await session.commit()
+    if awaits_boot(command, outcome):
+        async with engine_of(sessions).begin() as connection:
+            await record_outcome(connection, command, outcome)
+        return
+    async with autocommit_connection(sessions) as connection:
+        await record_outcome(connection, command, outcome)

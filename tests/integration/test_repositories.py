@@ -317,7 +317,7 @@ async def create_reset(
         request={"type": "Immediate"},
         created_at=created_at,
     )
-    assert await commands.create_command(session, command) is not None
+    assert await commands.create_command(await session.connection(), command) is not None
     return command
 
 
@@ -325,7 +325,7 @@ async def answer(
     session: AsyncSession, command: commands.NewCommand, status: str, at: datetime
 ) -> Command:
     await commands.record_outcome(
-        session,
+        await session.connection(),
         command,
         commands.CommandOutcome(Outcome.ANSWERED, at=at, response={"status": status}),
     )
@@ -339,7 +339,7 @@ async def test_a_command_for_a_station_never_seen_is_not_recorded(
 ) -> None:
     command = commands.NewCommand(new_id(), station_id, "Reset", {"type": "OnIdle"}, utcnow())
 
-    assert await commands.create_command(session, command) is None
+    assert await commands.create_command(await session.connection(), command) is None
     assert await session.get(Command, command.id) is None
 
 
@@ -352,7 +352,9 @@ async def test_a_recorded_command_is_pending_until_its_outcome(
         new_id(), station_id, "ChangeAvailability", {"operationalStatus": "Operative"}, t0
     )
     # Seen but not connected: recorded, and routed nowhere.
-    assert await commands.create_command(session, command) == commands.CommandRoute(None)
+    assert await commands.create_command(
+        await session.connection(), command
+    ) == commands.CommandRoute(None)
     row = await session.get(Command, command.id)
     assert row is not None
     assert (row.outcome, row.request, row.created_at) == (
@@ -362,7 +364,7 @@ async def test_a_recorded_command_is_pending_until_its_outcome(
     )
 
     await commands.record_outcome(
-        session,
+        await session.connection(),
         command,
         commands.CommandOutcome(
             Outcome.CALL_ERROR,

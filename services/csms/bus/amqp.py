@@ -133,7 +133,12 @@ class AmqpBus(Bus):
         amqp_message = aio_pika.Message(
             message.encode_body(),
             content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            # Only the durable work queues outlive a broker restart; what goes to a process's
+            # exclusive queue (commands, takeovers, control) dies with it anyway, and writing
+            # it to disk would cost the broker for nothing.
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            if exchange == topology.EVENTS_EXCHANGE
+            else aio_pika.DeliveryMode.NOT_PERSISTENT,
             message_id=message.message_id,
             correlation_id=message.correlation_id,
             reply_to=message.reply_to,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.db.dialect import insert
 from csms.db.models import BootNotification, Command, Station, table_of
@@ -237,9 +237,11 @@ async def _earlier_decisions(
     return {(row[0], row[1], row[2]): BootDecision(row[3], row[4]) for row in rows}
 
 
-async def boot_after(session: AsyncSession, *, station_id: str, since: datetime) -> datetime | None:
+async def boot_after(
+    connection: AsyncConnection, *, station_id: str, since: datetime
+) -> datetime | None:
     """When the station first booted after `since`, if it did."""
-    result: datetime | None = await session.scalar(
+    result: datetime | None = await connection.scalar(
         select(BootNotification.received_at)
         .where(BootNotification.station_id == station_id, BootNotification.received_at >= since)
         .order_by(BootNotification.received_at)

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnClause, bindparam, exists, func, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.db.boots import boot_after
 from csms.db.models import Command, Station, table_of
@@ -82,10 +82,9 @@ class CommandRoute:
     gateway_id: str | None
 
 
-async def create_command(session: AsyncSession, command: NewCommand) -> CommandRoute | None:
+async def create_command(connection: AsyncConnection, command: NewCommand) -> CommandRoute | None:
     """Record a command before it is sent and find the gateway holding the station, in one
     statement; None if the station was never seen (nothing is recorded then)."""
-    connection = await session.connection()
     result = await connection.execute(
         _INSERT_IF_STATION_KNOWN,
         {
@@ -115,10 +114,10 @@ def awaits_boot(command: NewCommand, result: CommandOutcome) -> bool:
 
 
 async def record_outcome(
-    session: AsyncSession, command: NewCommand, result: CommandOutcome
+    connection: AsyncConnection, command: NewCommand, result: CommandOutcome
 ) -> None:
     """Store what came of a command: one statement, unless it awaits a boot (see awaits_boot),
-    which takes a transaction."""
+    which must run in a transaction."""
     values: dict[str, Any] = {
         "outcome": result.outcome.value,
         "response": result.response,
@@ -129,14 +128,13 @@ async def record_outcome(
         values["answered_at"] = result.at
     if awaits_boot(command, result):
         # Locked like the boot consumer does, so a boot racing this answer is seen by one of them.
-        await session.execute(
+        await connection.execute(
             select(Station.id).where(Station.id == command.station_id).with_for_update()
         )
         booted_at = await boot_after(
-            session, station_id=command.station_id, since=command.created_at
+            connection, station_id=command.station_id, since=command.created_at
         )
         values |= {"open": booted_at is None, "closed_at": booted_at}
-    connection = await session.connection()
     await connection.execute(
         update(table_of(Command)).where(table_of(Command).c.id == command.id).values(**values)
     )

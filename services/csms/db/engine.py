@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -47,14 +51,6 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def autocommit(session: AsyncSession) -> None:
-    """Let each statement of the fresh `session` commit by itself: a write of one statement
-    then costs one round trip instead of three (BEGIN, it, COMMIT). Postgres only: SQLite's
-    transactions cost no round trips. Call `session.commit()` as usual afterwards."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
 def is_sqlite(sessions: async_sessionmaker[AsyncSession]) -> bool:
     bind = sessions.kw.get("bind")
     return isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite"
@@ -62,3 +58,30 @@ def is_sqlite(sessions: async_sessionmaker[AsyncSession]) -> bool:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    bind = sessions.kw.get("bind")
+    assert isinstance(bind, AsyncEngine), "the session factory is bound to an engine"
+    return bind
+
+
+@asynccontextmanager
+async def autocommit_connection(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A Core connection for single-statement writes on a hot path (no ORM session): on
+    Postgres each statement commits by itself, one round trip; on SQLite, whose transactions
+    cost no round trips, what it ran is committed at the end."""
+    engine = engine_of(sessions)
+    if engine.dialect.name == "postgresql":
+        async with _autocommitting(engine).connect() as connection:
+            yield connection
+    else:
+        async with engine.begin() as connection:
+            yield connection
+
+
+@functools.cache
+def _autocommitting(engine: AsyncEngine) -> AsyncEngine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
