@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,6 +82,12 @@ async def autocommit_connection(
             yield connection
 
 
-@functools.cache
+# Per engine, its autocommitting view (same pool); weak, so a disposed engine is not kept.
+_AUTOCOMMITTING: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
 def _autocommitting(engine: AsyncEngine) -> AsyncEngine:
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    view = _AUTOCOMMITTING.get(engine)
+    if view is None:
+        view = _AUTOCOMMITTING[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return view
