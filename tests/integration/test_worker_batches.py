@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +25,20 @@ from csms_events_worker.consumer import EventsWorker
 pytestmark = pytest.mark.services
 
 STATUS_KEY = topology.ocpp_key("StatusNotification")
+
+
+@contextlib.asynccontextmanager
+async def _worker(engine: AsyncEngine) -> AsyncIterator[MemoryBus]:
+    """A worker consuming from an in-process bus that redelivers once; yields the bus."""
+    bus = MemoryBus(max_redeliveries=1)
+    await bus.connect()
+    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
+    await worker.start()
+    try:
+        yield bus
+    finally:
+        await worker.stop()
+        await bus.close()
 
 
 def _status(station_id: str, connector_status: Any) -> StationMessage:
@@ -55,11 +71,7 @@ async def test_a_batch_is_stored_and_a_bad_message_in_it_does_not_take_the_other
     engine: AsyncEngine, station_id: str
 ) -> None:
     good = [f"{station_id}-{n}" for n in range(3)]
-    bus = MemoryBus(max_redeliveries=1)
-    await bus.connect()
-    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
-    await worker.start()
-    try:
+    async with _worker(engine) as bus:
         await asyncio.wait_for(
             bus.publish(
                 topology.EVENTS_EXCHANGE,
@@ -90,9 +102,6 @@ async def test_a_batch_is_stored_and_a_bad_message_in_it_does_not_take_the_other
             good[2]: "Faulted",
         }
         assert len(bus.dead_letters) == 1
-    finally:
-        await worker.stop()
-        await bus.close()
 
 
 def _boot(station_id: str, charging_station: Any) -> StationMessage:
@@ -114,12 +123,8 @@ async def test_a_batch_of_boots_gets_one_answer_each_and_a_bad_one_an_error(
     ids = [f"{station_id}-{n}" for n in range(3)]
     sim = {"model": "M", "vendorName": "V"}
     boots = [_boot(ids[0], sim), _boot(ids[1], {"model": "no vendor"}), _boot(ids[2], sim)]
-    bus = MemoryBus(max_redeliveries=1)
-    await bus.connect()
-    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
-    await worker.start()
     key = topology.ocpp_key("BootNotification")
-    try:
+    async with _worker(engine) as bus:
         reply = await bus.request(
             topology.EVENTS_EXCHANGE,
             key,
@@ -135,9 +140,6 @@ async def test_a_batch_of_boots_gets_one_answer_each_and_a_bad_one_an_error(
             )
             assert sorted(stored) == [ids[0], ids[2]]
         assert bus.dead_letters == []
-    finally:
-        await worker.stop()
-        await bus.close()
 
 
 async def test_bus_messages_carrying_more_station_messages_than_one_statement_binds_are_stored(
@@ -149,11 +151,7 @@ async def test_bus_messages_carrying_more_station_messages_than_one_statement_bi
     every event is kept."""
     key = topology.ocpp_key("NotifyEvent")
     ids = [[f"{station_id}-{batch}-{n}" for n in range(5500)] for batch in range(2)]
-    bus = MemoryBus(max_redeliveries=1)
-    await bus.connect()
-    worker = EventsWorker(bus, create_session_factory(engine), Settings(amqp_url=None))
-    await worker.start()
-    try:
+    async with _worker(engine) as bus:
         await asyncio.wait_for(
             asyncio.gather(
                 *(
@@ -176,9 +174,6 @@ async def test_bus_messages_carrying_more_station_messages_than_one_statement_bi
         assert stored == 11000
         assert bus.dead_letters == []
         assert not [r for r in caplog.records if "retrying one by one" in r.getMessage()]
-    finally:
-        await worker.stop()
-        await bus.close()
 
 
 def _event(station_id: str) -> StationMessage:
