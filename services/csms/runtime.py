@@ -18,6 +18,7 @@ from csms.bus.memory import MemoryBus
 from csms.config import Settings
 from csms.db.engine import create_engine, create_session_factory
 from csms.health import serve_health
+from csms.heap import tune_garbage_collector
 from csms_commands.app import create_app
 from csms_events_worker.consumer import EventsWorker
 from csms_gateway.app import Gateway
@@ -82,6 +83,7 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
             api_task = asyncio.create_task(api.serve())
         if health_port is not None:
             health = await serve_health("0.0.0.0", health_port, lambda: True)
+        tune_garbage_collector()
         log.info("csms %s started", kind)
         if api_task is not None:
             stop_wait = asyncio.create_task(stop.wait())

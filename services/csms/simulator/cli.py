@@ -12,6 +12,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TextIO
 
+from csms.heap import tune_garbage_collector
 from csms.simulator.config import SimulationConfig
 from csms.simulator.runner import run_simulation
 
@@ -119,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"csms simulate: {error}", file=sys.stderr)
         return 2
     progress = ProgressLine(sys.stderr)
+    # Measured latencies must not carry the simulator's own collector pauses.
+    tune_garbage_collector()
     summary = _run_loop(_simulate(config, progress))
     progress.finish()
     if args.json:
