@@ -113,19 +113,45 @@ def awaits_boot(command: NewCommand, result: CommandOutcome) -> bool:
     )
 
 
+def _record_outcome() -> Any:
+    columns = table_of(Command).c
+    names = (
+        "outcome",
+        "response",
+        "error_code",
+        "error_description",
+        "answered_at",
+        "open",
+        "closed_at",
+    )
+    return (
+        update(table_of(Command))
+        .where(columns.id == bindparam("command_id"))
+        .values({name: bindparam(name, type_=columns[name].type) for name in names})
+    )
+
+
+# Built once, like _INSERT_IF_STATION_KNOWN.
+_RECORD_OUTCOME = _record_outcome()
+
+
 async def record_outcome(
     connection: AsyncConnection, command: NewCommand, result: CommandOutcome
 ) -> None:
     """Store what came of a command: one statement, unless it awaits a boot (see awaits_boot),
     which must run in a transaction."""
+    answered = result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR)
     values: dict[str, Any] = {
+        "command_id": command.id,
         "outcome": result.outcome.value,
         "response": result.response,
         "error_code": result.error_code,
         "error_description": result.error_description,
+        "answered_at": result.at if answered else None,
+        # What the row was created with, unless the command awaits a boot.
+        "open": False,
+        "closed_at": None,
     }
-    if result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR):
-        values["answered_at"] = result.at
     if awaits_boot(command, result):
         # Locked like the boot consumer does, so a boot racing this answer is seen by one of them.
         await connection.execute(
@@ -135,9 +161,7 @@ async def record_outcome(
             connection, station_id=command.station_id, since=command.created_at
         )
         values |= {"open": booted_at is None, "closed_at": booted_at}
-    await connection.execute(
-        update(table_of(Command)).where(table_of(Command).c.id == command.id).values(**values)
-    )
+    await connection.execute(_RECORD_OUTCOME, values)
 
 
 async def list_commands(
