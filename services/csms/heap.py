@@ -1,4 +1,5 @@
-"""Garbage-collector settings for the long-running processes (services and simulator).
+"""Garbage-collector settings for the long-running processes (services and simulator); see
+docs/adr/0011-garbage-collector-settings.md.
 
 CPython's collector, left at its defaults, was the largest single cost under load:
 
@@ -17,6 +18,11 @@ import gc
 # Allocations between young collections. Their cost is what survives them (messages in flight),
 # not this number, so rarer collections promote less and make full collections rare too.
 YOUNG_GENERATION_THRESHOLD = 10_000
+# Middle-generation collections before a full one is considered. A closed socket is cyclic
+# garbage (websockets keeps each connection's protocol in a cycle, zlib contexts included), so
+# full collections must still come: at most every 200,000 net allocations, and then only if
+# what was promoted since the last one exceeds a quarter of the long-lived heap.
+OLD_GENERATION_THRESHOLD = 2
 
 
 def tune_garbage_collector() -> None:
@@ -24,5 +30,5 @@ def tune_garbage_collector() -> None:
     is still freed by reference counting) and collect the young generation less often."""
     gc.collect()
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
+    _, middle, _ = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, OLD_GENERATION_THRESHOLD)
