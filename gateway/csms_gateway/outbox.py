@@ -1,13 +1,13 @@
 """Messages for one routing key, published together (ADR 0009).
 
 Every CALLRESULT still waits until the bus confirmed the message carrying its CALL, but the
-messages that arrive while a publish is in flight share the next one: one broker message, one
-confirm and one worker delivery for many stations. Under light load a message goes out alone
-at once; under heavy load a batch holds what arrived during one confirm, so it grows with the
-load and bounds the broker's work per station.
+messages that arrive while a publish is in flight or lingering share the next one: one broker
+message, one confirm and one worker delivery for many stations. Under light load a message goes
+out alone at once; under heavy load a batch holds what arrived since the last publish, so it
+grows with the load and bounds the broker's work per station.
 
-Requests (boots, registrations, credential look-ups) travel the same way: a batch is one bus
-request, answered with one reply per message, in order.
+Requests (boots and connection registrations) travel the same way: a batch is one bus request,
+answered with one reply per message, in order.
 """
 
 from __future__ import annotations
