@@ -7,11 +7,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.bus.base import Bus
 from csms.config import Settings
+from csms.db.command_journal import CommandJournal
 from csms_commands import station_commands, station_registry, stations
 from csms_commands.auth import TokenChecker
 
 
-def create_app(settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncSession]) -> FastAPI:
+def create_app(
+    settings: Settings,
+    bus: Bus,
+    sessions: async_sessionmaker[AsyncSession],
+    journal: CommandJournal,
+) -> FastAPI:
     app = FastAPI(
         title="CSMS commands API",
         version="0.1.0",
@@ -20,6 +26,7 @@ def create_app(settings: Settings, bus: Bus, sessions: async_sessionmaker[AsyncS
     app.state.settings = settings
     app.state.bus = bus
     app.state.sessions = sessions
+    app.state.journal = journal
     app.state.tokens = TokenChecker(settings, sessions)
     app.include_router(stations.router)
     app.include_router(station_registry.router)

@@ -1,4 +1,5 @@
-"""Request-scoped dependencies: one database session per request, the bus, the settings.
+"""Request-scoped dependencies: one database session per request, the bus, the settings, the
+command journal.
 
 All are `async def`: FastAPI runs plain functions in a thread pool, a hand-off per request.
 """
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.bus.base import Bus
 from csms.config import Settings
+from csms.db.command_journal import CommandJournal
 
 
 async def get_settings(request: Request) -> Settings:
@@ -23,6 +25,11 @@ async def get_settings(request: Request) -> Settings:
 async def get_bus(request: Request) -> Bus:
     bus: Bus = request.app.state.bus
     return bus
+
+
+async def get_journal(request: Request) -> CommandJournal:
+    journal: CommandJournal = request.app.state.journal
+    return journal
 
 
 async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -39,4 +46,5 @@ async def get_session(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BusDep = Annotated[Bus, Depends(get_bus)]
+JournalDep = Annotated[CommandJournal, Depends(get_journal)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -7,21 +7,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from csms.bus import topology
 from csms.bus.base import Bus
 from csms.bus.envelopes import CommandReply, CommandRequest
 from csms.bus.message import BusError, BusMessage, RequestTimeout, Unroutable
-from csms.db.commands import (
-    CommandOutcome,
-    NewCommand,
-    Outcome,
-    awaits_boot,
-    create_command,
-    record_outcome,
-)
-from csms.db.engine import autocommit_connection, engine_of
+from csms.db.command_journal import CommandJournal
+from csms.db.commands import CommandOutcome, NewCommand, Outcome
 from csms.timeutil import utcnow
 
 # The API waits this much longer than the gateway, so the gateway's own verdict arrives first.
@@ -42,7 +33,7 @@ class CommandResult:
 
 
 async def send_command(
-    sessions: async_sessionmaker[AsyncSession],
+    journal: CommandJournal,
     bus: Bus,
     *,
     station_id: str,
@@ -58,13 +49,12 @@ async def send_command(
         request=payload,
         created_at=utcnow(),
     )
-    async with autocommit_connection(sessions) as connection:
-        route = await create_command(connection, command)
+    route = await journal.create(command)
     if route is None:
         raise StationNotFound(station_id)
     if route.gateway_id is None:
         result = CommandResult(Outcome.NOT_CONNECTED)
-        await _record(sessions, command, result)
+        await _record(journal, command, result)
         return result
     request: CommandRequest = {
         "commandId": command.id,
@@ -91,9 +81,9 @@ async def send_command(
     except BusError:
         # Not known to be sent: the caller may retry; recorded as not delivered.
         result = CommandResult(Outcome.NOT_CONNECTED, error_description="bus unavailable")
-        await _record(sessions, command, result)
+        await _record(journal, command, result)
         raise
-    await _record(sessions, command, result)
+    await _record(journal, command, result)
     return result
 
 
@@ -116,9 +106,7 @@ def _result(reply: CommandReply) -> CommandResult:
     return CommandResult(Outcome.TIMEOUT, error_description=outcome)
 
 
-async def _record(
-    sessions: async_sessionmaker[AsyncSession], command: NewCommand, result: CommandResult
-) -> None:
+async def _record(journal: CommandJournal, command: NewCommand, result: CommandResult) -> None:
     outcome = CommandOutcome(
         outcome=result.outcome,
         at=utcnow(),
@@ -126,9 +114,4 @@ async def _record(
         error_code=result.error_code or None,
         error_description=result.error_description or None,
     )
-    if awaits_boot(command, outcome):
-        async with engine_of(sessions).begin() as connection:
-            await record_outcome(connection, command, outcome)
-        return
-    async with autocommit_connection(sessions) as connection:
-        await record_outcome(connection, command, outcome)
+    await journal.record(command, outcome)

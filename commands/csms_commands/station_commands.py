@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -14,7 +14,7 @@ from csms.ocpp.actions import CsmsAction
 from csms.ocpp.errors import OcppError
 from csms.ocpp.validation import validate_request
 from csms_commands.auth import write_access
-from csms_commands.dependencies import BusDep, SettingsDep
+from csms_commands.dependencies import BusDep, JournalDep, SettingsDep
 from csms_commands.schemas import (
     CallErrorOut,
     ChangeAvailabilityRequest,
@@ -45,27 +45,27 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def reset(
     station_id: str,
     body: ResetRequest,
-    request: Request,
+    journal: JournalDep,
     bus: BusDep,
     settings: SettingsDep,
     timeout: Timeout = None,
 ) -> Any:
     """Send ResetRequest; answers with the station's ResetResponse."""
-    return await _command(request, bus, settings, station_id, CsmsAction.RESET, body, timeout)
+    return await _command(journal, bus, settings, station_id, CsmsAction.RESET, body, timeout)
 
 
 @router.post("/{station_id}/availability", response_model=StationResponse, responses=_ERRORS)
 async def change_availability(
     station_id: str,
     body: ChangeAvailabilityRequest,
-    request: Request,
+    journal: JournalDep,
     bus: BusDep,
     settings: SettingsDep,
     timeout: Timeout = None,
 ) -> Any:
     """Send ChangeAvailabilityRequest; answers with the station's ChangeAvailabilityResponse."""
     return await _command(
-        request, bus, settings, station_id, CsmsAction.CHANGE_AVAILABILITY, body, timeout
+        journal, bus, settings, station_id, CsmsAction.CHANGE_AVAILABILITY, body, timeout
     )
 
 
@@ -73,19 +73,19 @@ async def change_availability(
 async def trigger_message(
     station_id: str,
     body: TriggerMessageRequest,
-    request: Request,
+    journal: JournalDep,
     bus: BusDep,
     settings: SettingsDep,
     timeout: Timeout = None,
 ) -> Any:
     """Send TriggerMessageRequest (also allowed while the station is Pending)."""
     return await _command(
-        request, bus, settings, station_id, CsmsAction.TRIGGER_MESSAGE, body, timeout
+        journal, bus, settings, station_id, CsmsAction.TRIGGER_MESSAGE, body, timeout
     )
 
 
 async def _command(
-    request: Request,
+    journal: JournalDep,
     bus: BusDep,
     settings: SettingsDep,
     station_id: str,
@@ -109,7 +109,7 @@ async def _command(
         )
     try:
         result = await send_command(
-            request.app.state.sessions,
+            journal,
             bus,
             station_id=station_id,
             action=action,

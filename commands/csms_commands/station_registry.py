@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 
 from csms import registry
+from csms.bus.base import Bus
 from csms.bus.message import BusError
 from csms.db import registry as registry_records
+from csms.db.command_journal import CommandJournal
 from csms.db.commands import Outcome
 from csms.db.registry import AlreadyRegistered, ConnectorLayout
 from csms.ocpp.actions import CsmsAction
 from csms.ocpp.identity import BadIdentity
 from csms_commands.auth import write_access
-from csms_commands.dependencies import BusDep, SessionDep, SettingsDep
+from csms_commands.dependencies import BusDep, JournalDep, SessionDep, SettingsDep
 from csms_commands.schemas import (
     EvseLayoutIn,
     RegisteredStation,
@@ -75,7 +77,7 @@ async def register_station(
 async def change_station(
     station_id: str,
     body: StationChange,
-    request: Request,
+    journal: JournalDep,
     session: SessionDep,
     bus: BusDep,
     settings: SettingsDep,
@@ -105,7 +107,7 @@ async def change_station(
     )
     triggered = None
     if body.registrationStatus == "Accepted" and was_pending and station.connected:
-        triggered = await _trigger_boot(request, bus, station_id)
+        triggered = await _trigger_boot(journal, bus, station_id)
     out = await load_station_out(session, registration.station, settings)
     return RegisteredStation(
         **out.model_dump(), password=registration.generated_password, boot_triggered=triggered
@@ -123,10 +125,10 @@ async def remove_station(station_id: str, session: SessionDep, bus: BusDep) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _trigger_boot(request: Request, bus: BusDep, station_id: str) -> str | None:
+async def _trigger_boot(journal: CommandJournal, bus: Bus, station_id: str) -> str | None:
     try:
         result = await send_command(
-            request.app.state.sessions,
+            journal,
             bus,
             station_id=station_id,
             action=CsmsAction.TRIGGER_MESSAGE,

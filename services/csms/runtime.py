@@ -16,6 +16,7 @@ from csms.bus.amqp import AmqpBus
 from csms.bus.base import Bus
 from csms.bus.memory import MemoryBus
 from csms.config import Settings
+from csms.db.command_journal import CommandJournal
 from csms.db.engine import create_engine, create_session_factory
 from csms.health import serve_health
 from csms.heap import tune_garbage_collector
@@ -61,6 +62,7 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
         EventsWorker(bus, sessions, settings) if sessions and kind in ("run", "worker") else None
     )
     gateway = Gateway(bus, settings) if kind in ("run", "gateway") else None
+    journal: CommandJournal | None = None
     api: uvicorn.Server | None = None
     api_task: asyncio.Task[None] | None = None
     health: asyncio.Server | None = None
@@ -70,7 +72,8 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
         if gateway is not None:
             await gateway.start()
         if sessions is not None and kind in ("run", "api"):
-            app = create_app(settings, bus, sessions)
+            journal = CommandJournal(sessions)
+            app = create_app(settings, bus, sessions, journal)
             config = uvicorn.Config(
                 app,
                 host=settings.api_host,
@@ -96,6 +99,8 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
             api.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
+        if journal is not None:
+            await journal.close()
         # Bounded, so that an unreachable broker cannot keep a stopping process alive.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_STOP_TIMEOUT):

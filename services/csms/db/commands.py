@@ -11,7 +11,13 @@ from sqlalchemy import ColumnClause, bindparam, exists, func, insert, literal_co
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.db.boots import boot_after
-from csms.db.models import Command, Station, table_of
+from csms.db.models import (
+    ERROR_CODE_LENGTH,
+    ERROR_DESCRIPTION_LENGTH,
+    Command,
+    Station,
+    table_of,
+)
 
 
 class Outcome(StrEnum):
@@ -113,6 +119,23 @@ def awaits_boot(command: NewCommand, result: CommandOutcome) -> bool:
     )
 
 
+def stored_error(result: CommandOutcome) -> tuple[str | None, str | None]:
+    """The station's error code and description, cut to the lengths stored."""
+    return (
+        _cut(result.error_code, ERROR_CODE_LENGTH),
+        _cut(result.error_description, ERROR_DESCRIPTION_LENGTH),
+    )
+
+
+def _cut(value: str | None, length: int) -> str | None:
+    return None if value is None else value[:length]
+
+
+def answered_at(result: CommandOutcome) -> datetime | None:
+    """When the station answered, if it did (with a CALLRESULT or a CALLERROR)."""
+    return result.at if result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR) else None
+
+
 def _record_outcome() -> Any:
     columns = table_of(Command).c
     names = (
@@ -140,14 +163,14 @@ async def record_outcome(
 ) -> None:
     """Store what came of a command: one statement, unless it awaits a boot (see awaits_boot),
     which must run in a transaction."""
-    answered = result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR)
+    error_code, error_description = stored_error(result)
     values: dict[str, Any] = {
         "command_id": command.id,
         "outcome": result.outcome.value,
         "response": result.response,
-        "error_code": result.error_code,
-        "error_description": result.error_description,
-        "answered_at": result.at if answered else None,
+        "error_code": error_code,
+        "error_description": error_description,
+        "answered_at": answered_at(result),
         # What the row was created with, unless the command awaits a boot.
         "open": False,
         "closed_at": None,

@@ -20,6 +20,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from csms.db.types import BigId, Json, UtcDateTime
 
 IDENTITY_LENGTH = 48
+# A station's CALLERROR is stored cut to these lengths (OCPP allows 255 for the description, but
+# a station may send more).
+ERROR_CODE_LENGTH = 40
+ERROR_DESCRIPTION_LENGTH = 255
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -251,8 +255,8 @@ class Command(Base):
     # pending, answered, callError, timeout, notConnected
     outcome: Mapped[str] = mapped_column(String(16))
     response: Mapped[dict[str, Any] | None]
-    error_code: Mapped[str | None] = mapped_column(String(40))
-    error_description: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[str | None] = mapped_column(String(ERROR_CODE_LENGTH))
+    error_description: Mapped[str | None] = mapped_column(String(ERROR_DESCRIPTION_LENGTH))
     # True while the command's effect is still awaited (a Reset until the station boots again).
     open: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
