@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from csms.bus.base import Bus
 from csms.config import Settings
 from csms.db.command_journal import CommandJournal
+from csms.ocpp.actions import CsmsAction
+from csms.ocpp.validation import compile_validators
 from csms_commands import station_commands, station_registry, stations
 from csms_commands.auth import TokenChecker
 
@@ -23,6 +25,8 @@ def create_app(
         version="0.1.0",
         description="Operate OCPP 2.0.1 charging stations: state, events, Reset, availability.",
     )
+    # Before the first command: the schemas of what operators send.
+    compile_validators(requests=CsmsAction)
     app.state.settings = settings
     app.state.bus = bus
     app.state.sessions = sessions

@@ -6,6 +6,8 @@ import uuid
 
 from csms.bus.base import Bus
 from csms.config import Settings
+from csms.ocpp.actions import CsmsAction, StationAction
+from csms.ocpp.validation import compile_validators
 from csms_gateway.admission import Admission
 from csms_gateway.relay import Relay
 from csms_gateway.server import OcppServer
@@ -20,6 +22,9 @@ class Gateway:
         self.server = OcppServer(self.relay, self.admission, settings)
 
     async def start(self) -> None:
+        # Before the first station: the schemas of what stations send and of the answers to
+        # what the CSMS sends them.
+        compile_validators(requests=StationAction, responses=CsmsAction)
         await self.relay.start()
         await self.server.start()
 

@@ -1,6 +1,7 @@
 """Payload validation against the official OCPP 2.0.1 JSON schemas (Part 4, section 4.1.7).
 
-The schemas are the ones shipped with the `ocpp` package; each is compiled once, on first use.
+The schemas are the ones shipped with the `ocpp` package; each is compiled once, when a process
+starts (`compile_validators`) or on first use.
 Schema violations map onto the RPC error codes of Part 4, Table 8.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -61,6 +62,15 @@ def _validator(action: str, kind: str) -> Validator:
     text = resources.files(_SCHEMA_PACKAGE).joinpath(f"{action}{kind}.json").read_text("utf-8")
     compiled: Validator = fastjsonschema.compile(json.loads(text))
     return compiled
+
+
+def compile_validators(requests: Iterable[str] = (), responses: Iterable[str] = ()) -> None:
+    """Compile these actions' schemas now. Compiling one takes from a few to over 100 ms, which
+    on first use would stall everything the process serves."""
+    for action in requests:
+        _validator(action, "Request")
+    for action in responses:
+        _validator(action, "Response")
 
 
 def validate_request(action: str, payload: dict[str, Any]) -> None:
