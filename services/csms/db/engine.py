@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from csms.db.sqlite_turns import SqliteTurns
+
 
 def create_engine(url: str, pool_size: int = 10, **options: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        SqliteTurns().install(engine.sync_engine)
         return engine
     # A steady pool: opening connections under load (TLS negotiation, auth) is what hurts.
     options.setdefault("pool_size", pool_size)
@@ -40,15 +42,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-    # Transactions are begun by _sqlite_begin_immediate, not by the driver.
+    # Transactions are begun by SqliteTurns, with BEGIN IMMEDIATE, not by the driver: a
+    # deferred transaction that reads, then writes after another writer committed, fails at once
+    # with "database is locked" (busy_timeout does not apply). Taking the write lock at BEGIN
+    # makes it wait its turn instead.
     dbapi_connection.isolation_level = None
-
-
-def _sqlite_begin_immediate(connection: Any) -> None:
-    # A deferred transaction that reads, then writes after another writer committed, fails at
-    # once with "database is locked" (busy_timeout does not apply). Taking the write lock at
-    # BEGIN makes it wait its turn instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_sqlite(sessions: async_sessionmaker[AsyncSession]) -> bool:
