@@ -22,7 +22,7 @@ from csms.db.sqlite_turns import SqliteTurns
 def create_engine(url: str, pool_size: int = 10, **options: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **options)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         SqliteTurns().install(engine.sync_engine)
         return engine
     # A steady pool: opening connections under load (TLS negotiation, auth) is what hurts.
@@ -35,7 +35,7 @@ def create_engine(url: str, pool_size: int = 10, **options: Any) -> AsyncEngine:
     return create_async_engine(url, **options)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the API read while the worker writes; busy_timeout waits out short write locks.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

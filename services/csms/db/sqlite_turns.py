@@ -11,6 +11,9 @@ commands) still meet SQLite's busy timeout.
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -18,6 +21,14 @@ from sqlalchemy.util import await_only
 
 # As SQLite's busy timeout: a transaction waiting longer than this fails.
 TURN_TIMEOUT = 10.0
+
+_INSTALLED: weakref.WeakKeyDictionary[Engine, SqliteTurns] = weakref.WeakKeyDictionary()
+
+
+def turns_of(engine: Engine) -> SqliteTurns:
+    """The turns of an engine made by `create_engine` for SQLite."""
+    return _INSTALLED[engine]
+
 
 # Set in a pooled connection's info while it holds the turn.
 _HOLDS_TURN = "csms_holds_sqlite_turn"
@@ -27,7 +38,17 @@ class SqliteTurns:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
 
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold the turn, for writes that bypass the engine (see sqlite_command_writes.py)."""
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def install(self, engine: Engine) -> None:
+        _INSTALLED[engine] = self
         event.listen(engine, "begin", self._begin)
         # The turn is given back once the connection is back in the pool, its transaction
         # committed or rolled back: given back at COMMIT, the next BEGIN would race the COMMIT
@@ -36,16 +57,19 @@ class SqliteTurns:
         event.listen(engine.pool, "checkin", self._give_back)
         event.listen(engine.pool, "invalidate", self._give_back)
 
-    def _begin(self, connection: Any) -> None:
-        if connection.info.get(_HOLDS_TURN):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            return
+    async def _acquire(self) -> None:
         try:
-            await_only(asyncio.wait_for(self._lock.acquire(), TURN_TIMEOUT))
+            await asyncio.wait_for(self._lock.acquire(), TURN_TIMEOUT)
         except TimeoutError:
             raise TimeoutError(
                 f"no SQLite write turn within {TURN_TIMEOUT} s: database is locked"
             ) from None
+
+    def _begin(self, connection: Any) -> None:
+        if connection.info.get(_HOLDS_TURN):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        await_only(self._acquire())
         connection.info[_HOLDS_TURN] = True
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
