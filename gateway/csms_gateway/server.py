@@ -21,6 +21,7 @@ from csms_gateway.keepalive import Keepalive
 from csms_gateway.pacing import AdmissionWindow
 from csms_gateway.relay import Relay
 from csms_gateway.session import RateLimit, StationSession
+from csms_gateway.teardown import free_when_closed
 from csms_gateway.tls import common_name, server_context
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class OcppServer:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         """Everything that refuses a connection is decided here, before the upgrade."""
+        free_when_closed(connection)
         if request.path == "/health":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if request.path == "/metrics":
