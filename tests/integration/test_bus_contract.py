@@ -281,6 +281,45 @@ async def test_request_nobody_answers_times_out(harness: Harness) -> None:
     assert len(received) == 1
 
 
+async def test_commands_waiting_on_silent_stations_do_not_hold_up_the_others(
+    harness: Harness,
+) -> None:
+    """Each inbox message is handled on its own: however many commands wait for stations
+    that do not answer, a command for another station is handled at once."""
+    bus = harness.bus
+    answer_silent = asyncio.Event()
+    silent_started: list[int] = []
+
+    async def handler(message: BusMessage) -> Body:
+        if message.body["silent"]:
+            silent_started.append(message.body["n"])
+            await answer_silent.wait()
+        return {"n": message.body["n"]}
+
+    inbox = unique("gateway.contract")
+    await bus.open_inbox(inbox, handler)
+
+    def command(n: int, silent: bool) -> BusMessage:
+        return BusMessage(body={"n": n, "silent": silent}, type=topology.COMMAND)
+
+    waiting = [
+        asyncio.create_task(
+            bus.request(topology.COMMANDS_EXCHANGE, inbox, command(n, True), timeout=10)
+        )
+        for n in range(200)
+    ]
+    try:
+        # More than any window of deliveries in flight would hold.
+        await wait_until(lambda: len(silent_started) >= 64)
+        reply = await bus.request(topology.COMMANDS_EXCHANGE, inbox, command(-1, False), timeout=5)
+
+        assert reply == {"n": -1}
+        assert not any(task.done() for task in waiting)
+    finally:
+        answer_silent.set()
+    assert [await task for task in waiting] == [{"n": n} for n in range(200)]
+
+
 async def test_late_reply_is_dropped_and_does_not_answer_a_later_request(
     harness: Harness,
 ) -> None:

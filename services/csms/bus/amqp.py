@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Coroutine
 from typing import Any
 
 import aio_pika
@@ -27,7 +28,6 @@ from csms.bus.message import (
     BusMessage,
     Handler,
     Unroutable,
-    one_by_one,
 )
 
 log = logging.getLogger(__name__)
@@ -207,13 +207,41 @@ class AmqpBus(Bus):
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         assert self._connection is not None, "connect first"
         channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=self._prefetch)
         inbox = await channel.declare_queue(queue, exclusive=True, auto_delete=True)
         await inbox.bind(topology.COMMANDS_EXCHANGE, queue)
         await inbox.bind(topology.CONTROL_EXCHANGE)
-        # Commands run concurrently, each waiting on its own station. A failed one is not
-        # retried: it may have reached the station already, and its requester times out.
-        await self._start_consumer(inbox, one_by_one(handler), self._prefetch, retry=False)
+        # Each message is handled in a task of its own, as many at once as arrive: a command
+        # waits on its own station, and a window of unacknowledged deliveries would hold every
+        # command behind the slowest stations. Taken without acks: the queue is exclusive and dies
+        # with this process, so an ack protects nothing. A failed command is not retried: it may
+        # have reached the station already, and its requester times out.
+
+        async def deliver(incoming: AbstractIncomingMessage) -> None:
+            self._spawn(self._handle_unacknowledged(queue, incoming, handler))
+
+        await inbox.consume(deliver, no_ack=True)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle_unacknowledged(
+        self, queue: str, incoming: AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        message = _bus_message(incoming)
+        if message is None:
+            log.error("dropping undecodable message %s on %s", incoming.message_id, queue)
+            return
+        try:
+            reply = await handler(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler for %s failed on message %s", queue, incoming.message_id)
+            return
+        if reply is not None and message.reply_to and message.correlation_id:
+            await self.send_reply(message.reply_to, message.correlation_id, reply)
 
     async def _start_consumer(
         self,
@@ -222,16 +250,13 @@ class AmqpBus(Bus):
         concurrency: int,
         max_batch: int = 1,
         linger: float = 0.0,
-        retry: bool = True,
     ) -> None:
         # Deliveries pass through a local queue so that `concurrency` bounds the handlers in flight
         # and a single worker keeps the broker's order.
         backlog: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         batching = _Batching(max_batch, linger)
         for _ in range(concurrency):
-            task = asyncio.create_task(self._work(queue.name, backlog, handler, batching, retry))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._work(queue.name, backlog, handler, batching))
 
         async def enqueue(incoming: AbstractIncomingMessage) -> None:
             backlog.put_nowait(incoming)
@@ -244,35 +269,24 @@ class AmqpBus(Bus):
         backlog: asyncio.Queue[AbstractIncomingMessage],
         handler: BatchHandler,
         batching: _Batching,
-        retry: bool,
     ) -> None:
         while True:
             batch = await batching.next(backlog)
-            await self._handle(queue, batch, handler, retry)
+            await self._handle(queue, batch, handler)
 
     async def _handle(
         self,
         queue: str,
         batch: list[AbstractIncomingMessage],
         handler: BatchHandler,
-        retry: bool,
     ) -> None:
         deliveries: list[tuple[AbstractIncomingMessage, BusMessage]] = []
         for incoming in batch:
-            try:
-                body = BusMessage.decode_body(incoming.body)
-            except ValueError:
+            message = _bus_message(incoming)
+            if message is None:
                 log.error("dead-lettering undecodable message %s on %s", incoming.message_id, queue)
                 await _settle(incoming.reject(requeue=False))
                 continue
-            message = BusMessage(
-                body=body,
-                type=incoming.type or "",
-                message_id=incoming.message_id or "",
-                correlation_id=incoming.correlation_id,
-                reply_to=incoming.reply_to,
-                redelivered=bool(incoming.redelivered),
-            )
             deliveries.append((incoming, message))
         if not deliveries:
             return
@@ -292,13 +306,11 @@ class AmqpBus(Bus):
                     exc_info=outcome,
                 )
                 failed = True
-                if not retry:
-                    await _settle(incoming.reject(requeue=False))
                 continue
             if outcome is not None and message.reply_to and message.correlation_id:
                 await self.send_reply(message.reply_to, message.correlation_id, outcome)
             await _settle(incoming.ack())
-        if failed and retry:
+        if failed:
             await asyncio.sleep(_REDELIVERY_DELAY)
             for (incoming, _), outcome in zip(deliveries, outcomes, strict=True):
                 if isinstance(outcome, Exception):
@@ -329,6 +341,22 @@ class _Batching:
                 batch.append(backlog.get_nowait())
             self._formed_at = loop.time()
             return batch
+
+
+def _bus_message(incoming: AbstractIncomingMessage) -> BusMessage | None:
+    """The delivery as a BusMessage; None if its body is not a JSON object."""
+    try:
+        body = BusMessage.decode_body(incoming.body)
+    except ValueError:
+        return None
+    return BusMessage(
+        body=body,
+        type=incoming.type or "",
+        message_id=incoming.message_id or "",
+        correlation_id=incoming.correlation_id,
+        reply_to=incoming.reply_to,
+        redelivered=bool(incoming.redelivered),
+    )
 
 
 async def _settle(outcome: Any) -> None:

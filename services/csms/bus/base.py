@@ -72,7 +72,8 @@ class Bus(ABC):
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         """Declare and consume this process's exclusive queue: it receives what is published to
         the commands exchange with its name as routing key, and everything published to the
-        control exchange."""
+        control exchange. Each message is handled on its own, as many at once as arrive; one
+        whose handler fails is dropped (a command may have reached its station already)."""
 
     @property
     @abstractmethod

@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 # A failed delivery is retried after this pause, so a broken database is not hammered.
 _REDELIVERY_DELAY = 0.2
-# Commands handled at once by the gateway's inbox (each waits on its own station).
-_INBOX_CONCURRENCY = 64
 
 
 @dataclass(eq=False)
@@ -140,35 +138,52 @@ class MemoryBus(Bus):
         if target is None:
             raise BusError(f"queue {queue!r} is not declared")
         for _ in range(concurrency):
-            self._spawn(self._consume_loop(target, handler, max_batch=max_batch))
+            self._spawn(self._consume_loop(target, handler, max_batch))
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         self._inbox = _Queue(queue, durable=False)
         self._queues[queue] = self._inbox
         self._direct_bindings.setdefault(queue, set()).add(self._inbox)
-        # As on RabbitMQ: commands run concurrently and a failed one is not retried.
-        for _ in range(_INBOX_CONCURRENCY):
-            self._spawn(self._consume_loop(self._inbox, one_by_one(handler), retry=False))
+        # As on RabbitMQ: each message in a task of its own, and a failed one is not retried.
+        self._spawn(self._dispatch_loop(self._inbox, one_by_one(handler)))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _consume_loop(
-        self, queue: _Queue, handler: BatchHandler, retry: bool = True, max_batch: int = 1
-    ) -> None:
+    async def _consume_loop(self, queue: _Queue, handler: BatchHandler, max_batch: int) -> None:
         while True:
             batch = [await queue.items.get()]
             while len(batch) < max_batch and not queue.items.empty():
                 batch.append(queue.items.get_nowait())
             outcomes = await self._run(handler, [delivery.message for delivery in batch])
             for delivery, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, Exception):
-                    log.error("handler for %s failed", queue.name, exc_info=outcome)
-                    await self._redeliver(queue, delivery, handler, retry, outcome)
-                else:
-                    await self._settle(delivery, outcome)
+                await self._finish(queue, delivery, handler, outcome, retry=True)
+
+    async def _dispatch_loop(self, queue: _Queue, handler: BatchHandler) -> None:
+        while True:
+            delivery = await queue.items.get()
+            self._spawn(self._deliver(queue, delivery, handler))
+
+    async def _deliver(self, queue: _Queue, delivery: _Delivery, handler: BatchHandler) -> None:
+        (outcome,) = await self._run(handler, [delivery.message])
+        await self._finish(queue, delivery, handler, outcome, retry=False)
+
+    async def _finish(
+        self,
+        queue: _Queue,
+        delivery: _Delivery,
+        handler: BatchHandler,
+        outcome: Outcome,
+        *,
+        retry: bool,
+    ) -> None:
+        if isinstance(outcome, Exception):
+            log.error("handler for %s failed", queue.name, exc_info=outcome)
+            await self._redeliver(queue, delivery, handler, retry, outcome)
+        else:
+            await self._settle(delivery, outcome)
 
     async def _run(self, handler: BatchHandler, messages: list[BusMessage]) -> list[Outcome]:
         try:
