@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from csms.ocpp import validation
 from csms.ocpp.actions import StationAction, check_station_action
 from csms.ocpp.errors import (
     FormatViolation,
@@ -16,7 +17,12 @@ from csms.ocpp.errors import (
     PropertyConstraintViolation,
     TypeConstraintViolation,
 )
-from csms.ocpp.validation import known_actions, validate_request, validate_response
+from csms.ocpp.validation import (
+    compile_validators,
+    known_actions,
+    validate_request,
+    validate_response,
+)
 
 NOW = "2024-05-01T12:00:00.000Z"
 
@@ -187,3 +193,17 @@ def test_known_but_unhandled_actions_are_not_supported(action: str) -> None:
 )
 def test_handled_actions_are_returned(action: str, expected: StationAction) -> None:
     assert check_station_action(action) is expected
+
+
+def test_validators_compiled_at_start_up_are_the_ones_validation_uses() -> None:
+    validation._validator.cache_clear()
+    compile_validators(requests=["Reset", "Heartbeat"], responses=["Reset"])
+    compiled = validation._validator.cache_info()
+
+    validate_request("Reset", {"type": "Immediate"})
+    validate_request("Heartbeat", {})
+    validate_response("Reset", {"status": "Accepted"})
+
+    after = validation._validator.cache_info()
+    assert compiled.currsize == 3
+    assert (after.misses, after.hits - compiled.hits) == (compiled.misses, 3)
