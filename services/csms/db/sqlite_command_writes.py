@@ -30,7 +30,7 @@ from csms.db.commands import (
 from csms.db.engine import sqlite_pragmas
 from csms.db.sqlite_turns import turns_of
 
-# As _CREATE_ALL in command_journal.py, one command at a time.
+# As _CREATE_ALL in postgres_command_writes.py, one command at a time.
 _CREATE = """
 INSERT INTO command (id, station_id, action, request, outcome, open, created_at)
 SELECT ?1, ?2, ?3, ?4, 'pending', 0, ?5 WHERE EXISTS (SELECT 1 FROM station WHERE id = ?2)
