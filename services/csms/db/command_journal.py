@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from csms.db.commands import (
+    Answered,
     CommandOutcome,
     CommandRoute,
     NewCommand,
@@ -25,8 +26,6 @@ from csms.db.engine import autocommit_connection, engine_of
 from csms.db.grouping import GroupedWriter
 from csms.db.postgres_command_writes import PostgresCommandWrites
 from csms.db.sqlite_command_writes import SqliteCommandWrites, has_own_file
-
-Answered = tuple[NewCommand, CommandOutcome]
 
 
 class GroupWrites(Protocol):

@@ -54,6 +54,10 @@ class CommandOutcome:
     error_description: str | None = None
 
 
+# A command and what came of it, as the journal writes them together.
+Answered = tuple[NewCommand, CommandOutcome]
+
+
 # The gateway holding the station's current connection, if it is connected. (Spelled out: the
 # SQLite compiler drops table names in RETURNING, subqueries included.)
 _HOLDER: ColumnClause[str] = literal_column(

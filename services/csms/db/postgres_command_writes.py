@@ -1,7 +1,7 @@
 """The command journal's grouped writes on Postgres.
 
-They go to the driver directly, with statements prepared once per connection: through the ORM
-layer a command's two writes took about three times the CPU.
+They go to the driver directly, with statements prepared once per connection: through
+SQLAlchemy a command's two writes took about three times the CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.commands import (
-    CommandOutcome,
+    Answered,
     CommandRoute,
     NewCommand,
     answered_at,
@@ -47,7 +47,6 @@ WHERE command.id = v.id
 """
 
 T = TypeVar("T")
-Answered = tuple[NewCommand, CommandOutcome]
 
 
 class PostgresCommandWrites:

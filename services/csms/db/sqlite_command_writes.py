@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.commands import (
-    CommandOutcome,
+    Answered,
     CommandRoute,
     NewCommand,
     answered_at,
@@ -47,7 +47,6 @@ WHERE id = ?
 """
 
 T = TypeVar("T")
-Answered = tuple[NewCommand, CommandOutcome]
 
 
 def has_own_file(engine: AsyncEngine) -> bool:
