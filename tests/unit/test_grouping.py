@@ -10,8 +10,13 @@ import pytest
 from csms.db.grouping import GroupedWriter
 
 
+def _bad_data(error: Exception) -> bool:
+    return isinstance(error, ValueError)
+
+
 class _HeldWrites:
-    """Writes complete only when the test releases them; items named "bad" fail theirs."""
+    """Writes complete only when the test releases them; items named "bad" fail theirs with a
+    ValueError, items named "down" with a ConnectionError."""
 
     def __init__(self) -> None:
         self.groups: list[list[str]] = []
@@ -22,6 +27,8 @@ class _HeldWrites:
         await self.release.wait()
         if "bad" in items:
             raise ValueError("bad item")
+        if "down" in items:
+            raise ConnectionError("database unreachable")
         return [item.upper() for item in items]
 
 
@@ -35,7 +42,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def test_a_lone_item_is_written_at_once_and_later_ones_share_the_next_write() -> None:
     writes = _HeldWrites()
-    writer = GroupedWriter(writes.write)
+    writer = GroupedWriter(writes.write, item_fault=_bad_data)
     first = asyncio.create_task(writer.submit("a"))
     await _until(lambda: writes.groups == [["a"]])
     later = [asyncio.create_task(writer.submit(item)) for item in ("b", "c", "d")]
@@ -51,7 +58,7 @@ async def test_a_lone_item_is_written_at_once_and_later_ones_share_the_next_writ
 
 async def test_a_group_is_at_most_max_group_items() -> None:
     writes = _HeldWrites()
-    writer = GroupedWriter(writes.write, max_group=2)
+    writer = GroupedWriter(writes.write, item_fault=_bad_data, max_group=2)
     writes.release.set()
 
     results = await asyncio.gather(*(writer.submit(item) for item in "abcde"))
@@ -62,7 +69,7 @@ async def test_a_group_is_at_most_max_group_items() -> None:
 
 async def test_a_bad_item_fails_alone_and_the_others_of_its_group_are_written() -> None:
     writes = _HeldWrites()
-    writer = GroupedWriter(writes.write)
+    writer = GroupedWriter(writes.write, item_fault=_bad_data)
     blocker = asyncio.create_task(writer.submit("x"))
     await _until(lambda: len(writes.groups) == 1)
     group = [asyncio.create_task(writer.submit(item)) for item in ("a", "bad", "c")]
@@ -77,9 +84,25 @@ async def test_a_bad_item_fails_alone_and_the_others_of_its_group_are_written() 
     assert writes.groups == [["x"], ["a", "bad", "c"], ["a"], ["bad"], ["c"]]
 
 
+async def test_an_error_that_is_no_items_fault_fails_the_whole_group_at_once() -> None:
+    writes = _HeldWrites()
+    writer = GroupedWriter(writes.write, item_fault=_bad_data)
+    blocker = asyncio.create_task(writer.submit("x"))
+    await _until(lambda: len(writes.groups) == 1)
+    group = [asyncio.create_task(writer.submit(item)) for item in ("a", "down", "c")]
+    await asyncio.sleep(0)
+    writes.release.set()
+
+    await blocker
+    for caller in group:
+        with pytest.raises(ConnectionError, match="database unreachable"):
+            await caller
+    assert writes.groups == [["x"], ["a", "down", "c"]]
+
+
 async def test_a_cancelled_caller_does_not_stop_the_write_of_its_group() -> None:
     writes = _HeldWrites()
-    writer = GroupedWriter(writes.write)
+    writer = GroupedWriter(writes.write, item_fault=_bad_data)
     gone = asyncio.create_task(writer.submit("a"))
     await _until(lambda: writes.groups == [["a"]])
     gone.cancel()
@@ -94,7 +117,7 @@ async def test_a_cancelled_caller_does_not_stop_the_write_of_its_group() -> None
 
 async def test_closing_fails_the_callers_still_waiting() -> None:
     writes = _HeldWrites()
-    writer = GroupedWriter(writes.write)
+    writer = GroupedWriter(writes.write, item_fault=_bad_data)
     callers = [asyncio.create_task(writer.submit(item)) for item in ("a", "b")]
     await _until(lambda: writes.groups == [["a", "b"]])
     callers.append(asyncio.create_task(writer.submit("c")))

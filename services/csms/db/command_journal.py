@@ -35,6 +35,9 @@ class GroupWrites(Protocol):
     async def record_all(self, answered: Sequence[Answered]) -> list[None]:
         """As record_outcome for each outcome that awaits no boot."""
 
+    def item_fault(self, error: Exception) -> bool:
+        """Whether the error may be one item's fault (see GroupedWriter)."""
+
     async def close(self) -> None: ...
 
 
@@ -54,8 +57,9 @@ class CommandJournal:
         self._writes = group_writes(self._engine)
         self._creates = self._outcomes = None
         if self._writes is not None:
-            self._creates = GroupedWriter(self._writes.create_all)
-            self._outcomes = GroupedWriter(self._writes.record_all)
+            fault = self._writes.item_fault
+            self._creates = GroupedWriter(self._writes.create_all, item_fault=fault)
+            self._outcomes = GroupedWriter(self._writes.record_all, item_fault=fault)
 
     async def create(self, command: NewCommand) -> CommandRoute | None:
         """Record a command before it is sent; where to send it, or None if its station was

@@ -24,11 +24,16 @@ class GroupedWriter(Generic[Item, Result]):
     def __init__(
         self,
         write: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]],
+        *,
+        item_fault: Callable[[Exception], bool],
         max_group: int = MAX_GROUP,
     ) -> None:
         """`write` writes a group of items in one statement and returns one result per item, in
-        order; it raises if the group could not be written."""
+        order; it raises if the group could not be written. `item_fault` tells whether an error
+        may be one item's fault (bad data), so that each item is worth writing on its own; other
+        errors (the database unreachable) fail the whole group at once."""
         self._write = write
+        self._item_fault = item_fault
         self._max_group = max_group
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writing: asyncio.Task[None] | None = None
@@ -70,14 +75,14 @@ class GroupedWriter(Generic[Item, Result]):
         try:
             results = await self._write([item for item, _ in group])
         except Exception as exc:
-            if len(group) > 1:
+            if len(group) > 1 and self._item_fault(exc):
                 # One bad item must not fail the others: each is written on its own.
                 for one in group:
                     await self._write_group([one])
                 return
-            _, done = group[0]
-            if not done.done():
-                done.set_exception(exc)
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
             return
         for (_, done), result in zip(group, results, strict=True):
             if not done.done():

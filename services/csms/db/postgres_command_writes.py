@@ -91,6 +91,10 @@ class PostgresCommandWrites:
         finally:
             pooled.close()
 
+    def item_fault(self, error: Exception) -> bool:
+        # Errors Postgres reported about a statement; not a lost or refused connection.
+        return isinstance(error, asyncpg.PostgresError)
+
     async def close(self) -> None:
         """Nothing of its own to close: connections are the engine's."""
 

@@ -94,6 +94,12 @@ class SqliteCommandWrites:
         await self._transaction(lambda connection: connection.executemany(_RECORD, rows))
         return [None] * len(answered)
 
+    def item_fault(self, error: Exception) -> bool:
+        # Constraint or data errors; not a locked, full or unreadable database.
+        return isinstance(error, sqlite3.DatabaseError) and not isinstance(
+            error, sqlite3.OperationalError
+        )
+
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown()
