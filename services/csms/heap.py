@@ -18,10 +18,11 @@ import gc
 # Allocations between young collections. Their cost is what survives them (messages in flight),
 # not this number, so rarer collections promote less and make full collections rare too.
 YOUNG_GENERATION_THRESHOLD = 10_000
-# Middle-generation collections before a full one is considered. A closed socket is cyclic
-# garbage (websockets keeps each connection's protocol in a cycle, zlib contexts included), so
-# full collections must still come: at most every 200,000 net allocations, and then only if
-# what was promoted since the last one exceeds a quarter of the long-lived heap.
+# Middle-generation collections before a full one is considered. Cyclic garbage still reaches
+# the old generation (a closed client socket in the simulator, for one: websockets keeps it in
+# cycles, zlib contexts included; the gateway breaks them, see csms_gateway.teardown), so full
+# collections must still come: at most every 200,000 net allocations, and then only if what
+# was promoted since the last one exceeds a quarter of the long-lived heap.
 OLD_GENERATION_THRESHOLD = 2
 
 

@@ -67,16 +67,22 @@ async def test_a_group_is_at_most_max_group_items() -> None:
     assert writes.groups == [["a", "b"], ["c", "d"], ["e"]]
 
 
-async def test_a_bad_item_fails_alone_and_the_others_of_its_group_are_written() -> None:
-    writes = _HeldWrites()
+async def _one_group(writes: _HeldWrites, items: tuple[str, ...]) -> list[asyncio.Task[str]]:
+    """Submit `items` while another write is held, so they form one group; then release."""
     writer = GroupedWriter(writes.write, item_fault=_bad_data)
     blocker = asyncio.create_task(writer.submit("x"))
     await _until(lambda: len(writes.groups) == 1)
-    group = [asyncio.create_task(writer.submit(item)) for item in ("a", "bad", "c")]
+    group = [asyncio.create_task(writer.submit(item)) for item in items]
     await asyncio.sleep(0)
     writes.release.set()
+    assert await blocker == "X"
+    return group
 
-    await blocker
+
+async def test_a_bad_item_fails_alone_and_the_others_of_its_group_are_written() -> None:
+    writes = _HeldWrites()
+    group = await _one_group(writes, ("a", "bad", "c"))
+
     assert await group[0] == "A"
     with pytest.raises(ValueError, match="bad item"):
         await group[1]
@@ -86,14 +92,8 @@ async def test_a_bad_item_fails_alone_and_the_others_of_its_group_are_written() 
 
 async def test_an_error_that_is_no_items_fault_fails_the_whole_group_at_once() -> None:
     writes = _HeldWrites()
-    writer = GroupedWriter(writes.write, item_fault=_bad_data)
-    blocker = asyncio.create_task(writer.submit("x"))
-    await _until(lambda: len(writes.groups) == 1)
-    group = [asyncio.create_task(writer.submit(item)) for item in ("a", "down", "c")]
-    await asyncio.sleep(0)
-    writes.release.set()
+    group = await _one_group(writes, ("a", "down", "c"))
 
-    await blocker
     for caller in group:
         with pytest.raises(ConnectionError, match="database unreachable"):
             await caller

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnClause, bindparam, exists, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -133,6 +134,12 @@ def stored_error(result: CommandOutcome) -> tuple[str | None, str | None]:
 
 def _cut(value: str | None, length: int) -> str | None:
     return None if value is None else value[:length]
+
+
+def json_text(value: dict[str, Any]) -> str:
+    """A JSON column's value as text, for statements sent to the driver directly (the Postgres
+    statements cast it to jsonb; SQLite stores text)."""
+    return orjson.dumps(value).decode()
 
 
 def answered_at(result: CommandOutcome) -> datetime | None:

@@ -7,10 +7,9 @@ SQLAlchemy a command's two writes took about three times the CPU.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.commands import (
@@ -18,8 +17,12 @@ from csms.db.commands import (
     CommandRoute,
     NewCommand,
     answered_at,
+    json_text,
     stored_error,
 )
+
+# JSON goes as text arrays cast to jsonb in the statements: a jsonb[] parameter would make the
+# driver look the array type up on each new connection, a query of about 100 ms.
 
 # As create_command, for many commands: those whose station was never seen are not recorded
 # (no row returned); the others return the gateway holding the station's current connection.
@@ -58,7 +61,7 @@ class PostgresCommandWrites:
             [c.id for c in commands],
             [c.station_id for c in commands],
             [c.action for c in commands],
-            [_json(c.request) for c in commands],
+            [json_text(c.request) for c in commands],
             [c.created_at for c in commands],
         )
         rows = await self._run(lambda driver: driver.fetch(_CREATE_ALL, *arguments))
@@ -70,7 +73,10 @@ class PostgresCommandWrites:
         arguments = (
             [command.id for command, _ in answered],
             [result.outcome.value for _, result in answered],
-            [None if result.response is None else _json(result.response) for _, result in answered],
+            [
+                None if result.response is None else json_text(result.response)
+                for _, result in answered
+            ],
             [code for code, _ in errors],
             [description for _, description in errors],
             [answered_at(result) for _, result in answered],
@@ -97,9 +103,3 @@ class PostgresCommandWrites:
 
     async def close(self) -> None:
         """Nothing of its own to close: connections are the engine's."""
-
-
-def _json(value: dict[str, Any]) -> str:
-    # Sent as text and cast to jsonb by the statement: an array of jsonb would make the driver
-    # look the array type up on each new connection, a query of about 100 ms.
-    return orjson.dumps(value).decode()

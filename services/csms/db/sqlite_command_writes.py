@@ -15,9 +15,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.commands import (
@@ -25,6 +24,7 @@ from csms.db.commands import (
     CommandRoute,
     NewCommand,
     answered_at,
+    json_text,
     stored_error,
 )
 from csms.db.engine import sqlite_pragmas
@@ -68,7 +68,8 @@ class SqliteCommandWrites:
             routes: list[CommandRoute | None] = []
             for c in commands:
                 row = connection.execute(
-                    _CREATE, (c.id, c.station_id, c.action, _json(c.request), _utc(c.created_at))
+                    _CREATE,
+                    (c.id, c.station_id, c.action, json_text(c.request), _utc(c.created_at)),
                 ).fetchone()
                 routes.append(None if row is None else CommandRoute(row[0]))
             return routes
@@ -79,7 +80,7 @@ class SqliteCommandWrites:
         rows = []
         for command, result in answered:
             code, description = stored_error(result)
-            response = None if result.response is None else _json(result.response)
+            response = None if result.response is None else json_text(result.response)
             at = answered_at(result)
             rows.append(
                 (
@@ -130,10 +131,6 @@ class SqliteCommandWrites:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-def _json(value: dict[str, Any]) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _utc(value: datetime) -> str:

@@ -59,7 +59,8 @@ class SqliteTurns:
 
     async def _acquire(self) -> None:
         try:
-            await asyncio.wait_for(self._lock.acquire(), TURN_TIMEOUT)
+            async with asyncio.timeout(TURN_TIMEOUT):
+                await self._lock.acquire()
         except TimeoutError:
             raise TimeoutError(
                 f"no SQLite write turn within {TURN_TIMEOUT} s: database is locked"
