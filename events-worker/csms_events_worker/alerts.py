@@ -8,15 +8,15 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from csms.bus.envelopes import StationMessage
-from csms.db.events import Gap, NotifyEventReport, close_unfinished_reports, record_notify_events
+from csms.db.events import Gap, NotifyEventReport, close_unfinished_reports
 from csms.timeutil import parse_datetime, utcnow
 
 log = logging.getLogger(__name__)
 
 
-async def handle_notify_events(session: AsyncSession, messages: list[StationMessage]) -> None:
+def notify_event_reports(messages: list[StationMessage]) -> list[NotifyEventReport]:
     """A batch, in publish order (the queue has a single active consumer)."""
-    reports = [
+    return [
         NotifyEventReport(
             station_id=message["stationId"],
             ocpp_message_id=message["ocppMessageId"],
@@ -26,8 +26,6 @@ async def handle_notify_events(session: AsyncSession, messages: list[StationMess
         )
         for message in messages
     ]
-    for gap in await record_notify_events(session, reports):
-        _log_gap(gap)
 
 
 async def close_stale_reports(session: AsyncSession, report_timeout: float) -> None:
@@ -36,14 +34,16 @@ async def close_stale_reports(session: AsyncSession, report_timeout: float) -> N
     gaps = await close_unfinished_reports(
         session, idle_since=now - timedelta(seconds=report_timeout), now=now
     )
+    log_gaps(gaps)
+
+
+def log_gaps(gaps: list[Gap]) -> None:
     for gap in gaps:
-        _log_gap(gap)
-
-
-def _log_gap(gap: Gap) -> None:
-    log.warning(
-        "NotifyEvent gap for station %s: expected seqNo %d, received %s",
-        gap.station_id,
-        gap.expected_seq_no,
-        "nothing (report never finished)" if gap.received_seq_no is None else gap.received_seq_no,
-    )
+        log.warning(
+            "NotifyEvent gap for station %s: expected seqNo %d, received %s",
+            gap.station_id,
+            gap.expected_seq_no,
+            "nothing (report never finished)"
+            if gap.received_seq_no is None
+            else gap.received_seq_no,
+        )

@@ -16,12 +16,17 @@ from csms.bus.envelopes import BatchReply, StationMessage, is_batch, pack_batch,
 from csms.bus.message import BatchHandler, Body, BusError, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
-from csms.db.engine import is_sqlite
-from csms_events_worker.alerts import close_stale_reports, handle_notify_events
+from csms.db.engine import engine_of, is_sqlite
+from csms.db.events import record_notify_events
+from csms.db.sqlite_checkpoints import SqliteCheckpoints
+from csms.db.sqlite_ingest_writes import SqliteIngestWrites
+from csms.db.sqlite_writer import has_own_file
+from csms.db.statuses import record_statuses
+from csms_events_worker.alerts import close_stale_reports, log_gaps, notify_event_reports
 from csms_events_worker.boot import handle_boot_notifications
 from csms_events_worker.presence import forget_dead_gateways, handle_presence, takeovers
 from csms_events_worker.registry import handle_credentials
-from csms_events_worker.status import handle_status_notifications
+from csms_events_worker.status import status_reports
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,9 @@ log = logging.getLogger(__name__)
 # message, and Postgres (asyncpg) and SQLite allow 32,767 per statement.
 _MAX_PARTS = 2000
 
-# A whole batch in one go; returns one reply (or None) per message, or None for no replies.
+# A whole batch in one transaction; one reply (or None) per message, or None for no replies.
+Transact = Callable[[list[BusMessage]], Awaitable[list[Body | None] | None]]
+# As Transact, in a session whose transaction the caller commits.
 BulkHandler = Callable[[AsyncSession, list[BusMessage]], Awaitable[list[Body | None] | None]]
 
 
@@ -50,22 +57,30 @@ class EventsWorker:
         # under a storm some would wait past the busy timeout and fail. Batches take turns
         # here instead (in order), and grow while they wait.
         self._one_writer = asyncio.Lock() if is_sqlite(sessions) else None
+        # Standalone, statuses and alerts bypass the engine (see sqlite_ingest_writes.py).
+        engine = engine_of(sessions)
+        self._direct = SqliteIngestWrites(engine) if has_own_file(engine) else None
+        self._checkpoints = SqliteCheckpoints(engine) if has_own_file(engine) else None
 
     async def start(self) -> None:
         await self._bus.declare_work_queues()
         concurrency = self._settings.consumer_concurrency
         batch = self._settings.consumer_batch
-        linger = self._settings.consumer_linger
+        linger = (
+            self._settings.consumer_linger
+            if self._settings.amqp_url is not None
+            else self._settings.standalone_consumer_linger
+        )
         # Batches are spaced by the linger only under load (see Bus.consume_batches): boots
         # and registrations, which stations wait on, then wait at most that long, and every
         # transaction stores many stations.
-        bulk: list[tuple[str, BulkHandler, int]] = [
-            (topology.BOOT_QUEUE.name, self._boots, concurrency),
+        bulk: list[tuple[str, Transact, int]] = [
+            (topology.BOOT_QUEUE.name, self._in_session(self._boots), concurrency),
             (topology.STATUS_QUEUE.name, self._statuses, concurrency),
             # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
             (topology.ALERTS_QUEUE.name, self._alerts, 1),
-            (topology.PRESENCE_QUEUE.name, self._presence, concurrency),
-            (topology.REGISTRY_QUEUE.name, handle_credentials, concurrency),
+            (topology.PRESENCE_QUEUE.name, self._in_session(self._presence), concurrency),
+            (topology.REGISTRY_QUEUE.name, self._in_session(handle_credentials), concurrency),
         ]
         for queue, handler, queue_concurrency in bulk:
             await self._bus.consume_batches(
@@ -76,12 +91,18 @@ class EventsWorker:
                 linger=linger,
             )
         self._maintenance = asyncio.create_task(self._maintain())
+        if self._checkpoints is not None:
+            self._checkpoints.start()
 
     async def stop(self) -> None:
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        if self._direct is not None:
+            await self._direct.close()
+        if self._checkpoints is not None:
+            await asyncio.to_thread(self._checkpoints.stop)
 
     async def _boots(self, session: AsyncSession, messages: list[BusMessage]) -> list[Body | None]:
         replies = await handle_boot_notifications(
@@ -111,14 +132,20 @@ class EventsWorker:
                 raise outcome
         return replies
 
-    def _in_bulk(self, handler: BulkHandler) -> BatchHandler:
+    def _in_session(self, handler: BulkHandler) -> Transact:
+        async def transact(parts: list[BusMessage]) -> list[Body | None] | None:
+            async with self._writer_turn(), self._sessions() as session, session.begin():
+                return await handler(session, parts)
+
+        return transact
+
+    def _in_bulk(self, transact: Transact) -> BatchHandler:
         """One transaction and one set of statements for the whole batch, every message that a
         bus message carries included; if it fails, each station message alone, so that a bad
         one fails by itself."""
 
         async def store(parts: list[BusMessage]) -> list[Body | None]:
-            async with self._writer_turn(), self._sessions() as session, session.begin():
-                replies = await handler(session, parts)
+            replies = await transact(parts)
             return list(replies) if replies is not None else [None] * len(parts)
 
         async def run(messages: list[BusMessage]) -> list[Outcome]:
@@ -161,11 +188,24 @@ class EventsWorker:
 
         return run
 
-    async def _statuses(self, session: AsyncSession, messages: list[BusMessage]) -> None:
-        await handle_status_notifications(session, _station_messages(messages))
+    async def _statuses(self, messages: list[BusMessage]) -> None:
+        reports = status_reports(_station_messages(messages))
+        if self._direct is not None:
+            async with self._writer_turn():
+                await self._direct.record_statuses(reports)
+            return
+        async with self._writer_turn(), self._sessions() as session, session.begin():
+            await record_statuses(session, reports)
 
-    async def _alerts(self, session: AsyncSession, messages: list[BusMessage]) -> None:
-        await handle_notify_events(session, _station_messages(messages))
+    async def _alerts(self, messages: list[BusMessage]) -> None:
+        reports = notify_event_reports(_station_messages(messages))
+        if self._direct is not None:
+            async with self._writer_turn():
+                gaps = await self._direct.record_notify_events(reports)
+        else:
+            async with self._writer_turn(), self._sessions() as session, session.begin():
+                gaps = await record_notify_events(session, reports)
+        log_gaps(gaps)
 
     def _writer_turn(self) -> contextlib.AbstractAsyncContextManager[object]:
         return self._one_writer if self._one_writer is not None else contextlib.nullcontext()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from csms.bus.envelopes import StationMessage
-from csms.db.statuses import StatusReport, record_statuses
+from csms.db.statuses import StatusReport
 from csms.timeutil import parse_datetime
 
 
-async def handle_status_notifications(
-    session: AsyncSession, messages: list[StationMessage]
-) -> None:
-    """A whole batch in two statements."""
-    await record_statuses(session, [_report(message) for message in messages])
+def status_reports(messages: list[StationMessage]) -> list[StatusReport]:
+    return [_report(message) for message in messages]
 
 
 def _report(message: StationMessage) -> StatusReport:

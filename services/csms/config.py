@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # many small transactions become few large ones; a message after a quiet spell is taken
     # at once. Statuses and alerts were answered already; boots wait at most this long.
     consumer_linger: float = Field(default=0.05, ge=0, le=5)
+    # The same in standalone mode, where a station's answer waits for its message's transaction
+    # (no broker holds the message meanwhile), so the linger adds to every answer.
+    standalone_consumer_linger: float = Field(default=0.01, ge=0, le=5)
     # Under load, a gateway publishes each kind of station message at most once per this many
     # seconds, so that one bus message carries many stations' messages; a message after a
     # quiet spell goes at once. Stations wait at most this long more for their answer.

@@ -348,34 +348,28 @@ async def test_late_reply_is_dropped_and_does_not_answer_a_later_request(
 
 
 async def test_a_lingering_consumer_takes_what_arrives_meanwhile_as_one_batch(
-    contract_amqp_url: str,
+    work_queues: Bus,
 ) -> None:
-    """RabbitMQ only: the first message after a quiet spell is handled at once; those published
-    within the next linger reach the handler together. (In-process publishers wait for the
-    handler, so batches form without lingering.)"""
-    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
-    harness = AmqpHarness(bus, contract_amqp_url)
-    await harness.bus.connect()
-    try:
-        await harness.bus.declare_work_queues()
-        await harness.purge(STATUS_QUEUE)
-        batches: list[list[str]] = []
+    """The first message after a quiet spell is handled at once; those published within the
+    next linger reach the handler together."""
+    batches: list[list[str]] = []
 
-        async def handler(messages: list[BusMessage]) -> list[Outcome]:
-            batches.append([m.message_id for m in messages])
-            return [None] * len(messages)
+    async def handler(messages: list[BusMessage]) -> list[Outcome]:
+        batches.append([m.message_id for m in messages])
+        return [None] * len(messages)
 
-        await harness.bus.consume_batches(STATUS_QUEUE, handler, max_batch=10, linger=1.0)
-        sent = [status_message() for _ in range(3)]
-        for message in sent:
-            await asyncio.wait_for(
-                harness.bus.publish(topology.EVENTS_EXCHANGE, STATUS_KEY, message), 10
-            )
-            await asyncio.sleep(0.1)
-        await wait_until(lambda: sum(map(len, batches)) == 3)
-        assert batches == [[sent[0].message_id], [m.message_id for m in sent[1:]]]
-    finally:
-        await harness.close()
+    await work_queues.consume_batches(STATUS_QUEUE, handler, max_batch=10, linger=1.0)
+    sent = [status_message() for _ in range(3)]
+    # Concurrent: an in-process publish returns only once its message was handled.
+    publishing = []
+    for message in sent:
+        publishing.append(
+            asyncio.create_task(work_queues.publish(topology.EVENTS_EXCHANGE, STATUS_KEY, message))
+        )
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(asyncio.gather(*publishing), 10)
+    await wait_until(lambda: sum(map(len, batches)) == 3)
+    assert batches == [[sent[0].message_id], [m.message_id for m in sent[1:]]]
 
 
 async def test_after_a_broker_reconnect_the_inbox_is_addressable_again(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Coroutine
 from typing import Any
 
@@ -21,6 +20,7 @@ from pamqp.commands import Basic
 
 from csms.bus import topology
 from csms.bus.base import Bus, cancel_tasks
+from csms.bus.batching import Batching
 from csms.bus.message import (
     BatchHandler,
     Body,
@@ -254,7 +254,7 @@ class AmqpBus(Bus):
         # Deliveries pass through a local queue so that `concurrency` bounds the handlers in flight
         # and a single worker keeps the broker's order.
         backlog: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        batching = _Batching(max_batch, linger)
+        batching: Batching[AbstractIncomingMessage] = Batching(max_batch, linger)
         for _ in range(concurrency):
             self._spawn(self._work(queue.name, backlog, handler, batching))
 
@@ -268,7 +268,7 @@ class AmqpBus(Bus):
         queue: str,
         backlog: asyncio.Queue[AbstractIncomingMessage],
         handler: BatchHandler,
-        batching: _Batching,
+        batching: Batching[AbstractIncomingMessage],
     ) -> None:
         while True:
             batch = await batching.next(backlog)
@@ -315,32 +315,6 @@ class AmqpBus(Bus):
             for (incoming, _), outcome in zip(deliveries, outcomes, strict=True):
                 if isinstance(outcome, Exception):
                     await _settle(incoming.nack(requeue=True))
-
-
-class _Batching:
-    """Forms a queue's batches one at a time, so that its workers do not split what arrives
-    while one of them lingers, and at most one per `linger` seconds: a message after a quiet
-    spell is taken at once, and under load each batch holds what arrived since the last one."""
-
-    def __init__(self, max_batch: int, linger: float) -> None:
-        self._max_batch = max_batch
-        self._linger = linger
-        self._forming = asyncio.Lock()
-        self._formed_at = -math.inf
-
-    async def next(
-        self, backlog: asyncio.Queue[AbstractIncomingMessage]
-    ) -> list[AbstractIncomingMessage]:
-        async with self._forming:
-            batch = [await backlog.get()]
-            loop = asyncio.get_running_loop()
-            wait = self._formed_at + self._linger - loop.time()
-            if wait > 0 and backlog.qsize() + 1 < self._max_batch:
-                await asyncio.sleep(wait)
-            while len(batch) < self._max_batch and not backlog.empty():
-                batch.append(backlog.get_nowait())
-            self._formed_at = loop.time()
-            return batch
 
 
 def _bus_message(incoming: AbstractIncomingMessage) -> BusMessage | None:

@@ -65,8 +65,7 @@ class Bus(ABC):
         """Consume in batches of up to `max_batch`, formed at most one per `linger` seconds (a
         message after a quiet spell is handled at once; under load a batch holds what arrived
         meanwhile): one handler call, then each message is acked or redelivered on its own outcome.
-        With concurrency 1, messages are handled in the queue's order. A bus whose publishers
-        wait for the consumer's ack (the in-process one) gets its batches without lingering."""
+        With concurrency 1, messages are handled in the queue's order."""
 
     @abstractmethod
     async def open_inbox(self, queue: str, handler: Handler) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from csms.bus import topology
 from csms.bus.base import Bus, cancel_tasks
+from csms.bus.batching import Batching
 from csms.bus.message import (
     BatchHandler,
     Body,
@@ -132,13 +133,12 @@ class MemoryBus(Bus):
         max_batch: int = 1,
         linger: float = 0.0,
     ) -> None:
-        # `linger` is not needed: publishers wait for the handler, so while one batch is
-        # stored the next one gathers.
         target = self._queues.get(queue)
         if target is None:
             raise BusError(f"queue {queue!r} is not declared")
+        batching: Batching[_Delivery] = Batching(max_batch, linger)
         for _ in range(concurrency):
-            self._spawn(self._consume_loop(target, handler, max_batch))
+            self._spawn(self._consume_loop(target, handler, batching))
 
     async def open_inbox(self, queue: str, handler: Handler) -> None:
         self._inbox = _Queue(queue, durable=False)
@@ -152,11 +152,11 @@ class MemoryBus(Bus):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _consume_loop(self, queue: _Queue, handler: BatchHandler, max_batch: int) -> None:
+    async def _consume_loop(
+        self, queue: _Queue, handler: BatchHandler, batching: Batching[_Delivery]
+    ) -> None:
         while True:
-            batch = [await queue.items.get()]
-            while len(batch) < max_batch and not queue.items.empty():
-                batch.append(queue.items.get_nowait())
+            batch = await batching.next(queue.items)
             outcomes = await self._run(handler, [delivery.message for delivery in batch])
             for delivery, outcome in zip(batch, outcomes, strict=True):
                 await self._finish(queue, delivery, handler, outcome, retry=True)

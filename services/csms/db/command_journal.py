@@ -25,7 +25,8 @@ from csms.db.commands import (
 from csms.db.engine import autocommit_connection, engine_of
 from csms.db.grouping import GroupedWriter
 from csms.db.postgres_command_writes import PostgresCommandWrites
-from csms.db.sqlite_command_writes import SqliteCommandWrites, has_own_file
+from csms.db.sqlite_command_writes import SqliteCommandWrites
+from csms.db.sqlite_writer import has_own_file
 
 
 class GroupWrites(Protocol):

@@ -41,6 +41,11 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # 64 MB of pages: with thousands of stations writing, the 2 MB default re-read pages on
+    # every batch. Checkpoints run on a thread of their own (sqlite_checkpoints.py); this is
+    # the writers' backstop, should that thread fall behind.
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA wal_autocheckpoint=20000")
     cursor.close()
     # Transactions are begun by SqliteTurns, with BEGIN IMMEDIATE, not by the driver: a
     # deferred transaction that reads, then writes after another writer committed, fails at once

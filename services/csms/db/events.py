@@ -61,7 +61,79 @@ async def record_notify_events(
     if not reports:
         return []
     sequences = await _locked_sequences(session, reports)
-    seen = await _stored_keys(session, reports)
+    writes = plan_notify_events(reports, sequences, await _stored_keys(session, reports))
+    connection = await session.connection()
+    if writes.event_rows:
+        await connection.execute(table_of(EventData).insert(), writes.event_rows)
+    if writes.gap_rows:
+        await connection.execute(table_of(EventGap).insert(), writes.gap_rows)
+    if writes.sequences:
+        await connection.execute(
+            _UPDATE_SEQUENCE,
+            [
+                {
+                    "sid": s.station_id,
+                    "expected": s.expected_seq_no,
+                    "open": s.report_open,
+                    "generated": s.last_generated_at,
+                    "updated": s.updated_at,
+                }
+                for s in writes.sequences
+            ],
+        )
+    return writes.gaps
+
+
+@dataclass(slots=True)
+class StationSequence:
+    """A station's EventSequence row, as read under its lock and advanced by a batch."""
+
+    station_id: str
+    expected_seq_no: int
+    report_open: bool
+    last_generated_at: datetime
+    updated_at: datetime
+    changed: bool = False
+
+
+# What identifies a NotifyEvent message among those stored.
+StoredKey = tuple[str, str, datetime, int]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyEventWrites:
+    """What a batch stores: its event items, its gaps, and the sequences it advanced."""
+
+    event_rows: list[dict[str, Any]]
+    gap_rows: list[dict[str, Any]]
+    gaps: list[Gap]
+    sequences: list[StationSequence]
+
+
+def new_sequence_rows(reports: list[NotifyEventReport]) -> list[dict[str, Any]]:
+    """EventSequence rows for the batch's stations, to insert where none exists yet; in id
+    order, the order in which they are locked, so that concurrent batches cannot deadlock."""
+    first = {report.station_id: report for report in reversed(reports)}
+    return [
+        {
+            "station_id": station_id,
+            "expected_seq_no": 0,
+            "report_open": False,
+            "last_generated_at": report.generated_at,
+            "updated_at": report.received_at,
+        }
+        for station_id, report in sorted(first.items())
+    ]
+
+
+def plan_notify_events(
+    reports: list[NotifyEventReport],
+    sequences: dict[str, StationSequence],
+    stored: set[StoredKey],
+) -> NotifyEventWrites:
+    """The writes of a batch, given its stations' sequences (advanced in place) and the keys
+    of its messages already stored."""
+    seen = set(stored)
     rows: list[dict[str, Any]] = []
     gap_rows: list[dict[str, Any]] = []
     gaps: list[Gap] = []
@@ -94,39 +166,8 @@ async def record_notify_events(
         sequence.last_generated_at = report.generated_at
         sequence.updated_at = report.received_at
         sequence.changed = True
-    connection = await session.connection()
-    if rows:
-        await connection.execute(table_of(EventData).insert(), rows)
-    if gap_rows:
-        await connection.execute(table_of(EventGap).insert(), gap_rows)
     changed = [s for s in sequences.values() if s.changed]
-    if changed:
-        await connection.execute(
-            _UPDATE_SEQUENCE,
-            [
-                {
-                    "sid": s.station_id,
-                    "expected": s.expected_seq_no,
-                    "open": s.report_open,
-                    "generated": s.last_generated_at,
-                    "updated": s.updated_at,
-                }
-                for s in changed
-            ],
-        )
-    return gaps
-
-
-@dataclass(slots=True)
-class _Sequence:
-    """A station's EventSequence row, as read under its lock and advanced by the batch."""
-
-    station_id: str
-    expected_seq_no: int
-    report_open: bool
-    last_generated_at: datetime
-    updated_at: datetime
-    changed: bool = False
+    return NotifyEventWrites(rows, gap_rows, gaps, changed)
 
 
 def _update_sequence() -> Any:
@@ -146,7 +187,7 @@ def _update_sequence() -> Any:
 _UPDATE_SEQUENCE = _update_sequence()
 
 
-def _gap(sequence: _Sequence, station_id: str, seq_no: int) -> Gap | None:
+def _gap(sequence: StationSequence, station_id: str, seq_no: int) -> Gap | None:
     if seq_no == 0 and sequence.report_open:
         # A new report began while the previous one still said "to be continued".
         return Gap(station_id, sequence.expected_seq_no, 0)
@@ -157,23 +198,13 @@ def _gap(sequence: _Sequence, station_id: str, seq_no: int) -> Gap | None:
 
 async def _locked_sequences(
     session: AsyncSession, reports: list[NotifyEventReport]
-) -> dict[str, _Sequence]:
-    first = {report.station_id: report for report in reversed(reports)}
+) -> dict[str, StationSequence]:
+    new_rows = new_sequence_rows(reports)
     await session.execute(
         insert(session, EventSequence).on_conflict_do_nothing(index_elements=["station_id"]),
-        [
-            {
-                "station_id": station_id,
-                "expected_seq_no": 0,
-                "report_open": False,
-                "last_generated_at": report.generated_at,
-                "updated_at": report.received_at,
-            }
-            for station_id, report in sorted(first.items())
-        ],
+        new_rows,
     )
     table = table_of(EventSequence)
-    # Locked in id order, so that concurrent batches cannot deadlock.
     connection = await session.connection()
     rows = await connection.execute(
         select(
@@ -183,16 +214,14 @@ async def _locked_sequences(
             table.c.last_generated_at,
             table.c.updated_at,
         )
-        .where(table.c.station_id.in_(sorted(first)))
+        .where(table.c.station_id.in_([row["station_id"] for row in new_rows]))
         .order_by(table.c.station_id)
         .with_for_update()
     )
-    return {row[0]: _Sequence(*row) for row in rows}
+    return {row[0]: StationSequence(*row) for row in rows}
 
 
-async def _stored_keys(
-    session: AsyncSession, reports: list[NotifyEventReport]
-) -> set[tuple[str, str, datetime, int]]:
+async def _stored_keys(session: AsyncSession, reports: list[NotifyEventReport]) -> set[StoredKey]:
     pairs = sorted({(report.station_id, report.ocpp_message_id) for report in reports})
     stored = await session.execute(
         select(

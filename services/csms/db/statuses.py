@@ -38,12 +38,6 @@ async def record_statuses(session: AsyncSession, reports: list[StatusReport]) ->
         ),
         [_history_row(report) for report in reports],
     )
-    # One row per connector: an upsert may not touch the same row twice.
-    newest: dict[tuple[str, int, int], StatusReport] = {}
-    for report in reports:
-        key = (report.station_id, report.evse_id, report.connector_id)
-        if key not in newest or newest[key].status_at <= report.status_at:
-            newest[key] = report
     upsert = insert(session, ConnectorStatus)
     await session.execute(
         upsert.on_conflict_do_update(
@@ -64,7 +58,7 @@ async def record_statuses(session: AsyncSession, reports: list[StatusReport]) ->
                 "status_at": r.status_at,
                 "updated_at": r.received_at,
             }
-            for r in newest.values()
+            for r in newest_per_connector(reports)
         ],
     )
 
@@ -84,6 +78,16 @@ async def record_status(
         session,
         [StatusReport(station_id, evse_id, connector_id, status, status_at, received_at)],
     )
+
+
+def newest_per_connector(reports: list[StatusReport]) -> list[StatusReport]:
+    """The newest report of each connector: an upsert may not touch the same row twice."""
+    newest: dict[tuple[str, int, int], StatusReport] = {}
+    for report in reports:
+        key = (report.station_id, report.evse_id, report.connector_id)
+        if key not in newest or newest[key].status_at <= report.status_at:
+            newest[key] = report
+    return list(newest.values())
 
 
 def _history_row(report: StatusReport) -> dict[str, object]:
