@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import uvloop
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
@@ -280,3 +282,41 @@ async def test_connection_refused_is_counted_and_retried() -> None:
         await asyncio.sleep(0.2)
     assert stats.connect_failures >= 2
     assert any(kind.startswith("ConnectionRefusedError") for kind in stats.errors)
+
+
+class CountingStation(SimulatedStation):
+    __slots__ = ("idle_waits",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.idle_waits = 0
+
+    async def _idle(self, websocket: ClientConnection, until: float) -> None:
+        self.idle_waits += 1
+        await super()._idle(websocket, until)
+
+
+def test_a_paced_station_waits_once_per_message_on_uvloop() -> None:
+    """uvloop's timers fire up to a millisecond early: a station must send then, not spin
+    through idle waits until its clock reaches the exact time (it did, eight times a message)."""
+
+    async def scenario() -> tuple[int, int]:
+        fake = FakeCsms()
+        async with serve(
+            fake.handle, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp2.0.1")]
+        ) as server:
+            fake.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ocpp"
+            stats = SimulationStats(1)
+            station = CountingStation(1, config(fake, message_rate=50.0), stats)
+            async with running(station):
+                await fake.boot()
+                deadline = asyncio.get_running_loop().time() + 1.0
+                while asyncio.get_running_loop().time() < deadline:
+                    websocket, call = await fake.inbox.get()
+                    assert isinstance(call, Call)
+                    await fake.answer(websocket, call, {})
+        return station.idle_waits, stats.sent
+
+    idle_waits, sent = uvloop.run(scenario())
+    assert sent > 30
+    assert idle_waits <= sent + 2

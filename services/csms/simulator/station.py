@@ -49,6 +49,8 @@ AVAILABLE, OCCUPIED, UNAVAILABLE = "Available", "Occupied", "Unavailable"
 DEFAULT_HEARTBEAT_INTERVAL = 300.0
 # Closing thousands of sockets at the end must not take long.
 CLOSE_TIMEOUT = 2.0
+# Seconds: uvloop's timers have millisecond resolution (see SimulatedStation._operate).
+CLOCK_SLACK = 0.002
 
 Answer = CallResult | CallError
 Connector = tuple[int, int]
@@ -277,11 +279,14 @@ class SimulatedStation:
                 await self._send_statuses(websocket, connectors)
                 continue
             now = loop.time()
-            if self._heartbeat_requested or now >= next_heartbeat:
+            # Due within the event loop's timer resolution counts as due: a timer may fire
+            # up to a millisecond before its time, and waiting out the rest would spin.
+            due = now + CLOCK_SLACK
+            if self._heartbeat_requested or due >= next_heartbeat:
                 self._heartbeat_requested = False
                 await self._call(websocket, "Heartbeat", {})
                 next_heartbeat = now + self._heartbeat_interval()
-            elif now >= next_message:
+            elif due >= next_message:
                 await self._send_traffic(websocket)
                 # Catch up after a slow answer, but with at most one second of backlog.
                 next_message = max(next_message + period, now - 1.0)
