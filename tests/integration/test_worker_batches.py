@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.bus import topology
@@ -25,6 +26,16 @@ from csms_events_worker.consumer import EventsWorker
 pytestmark = pytest.mark.services
 
 STATUS_KEY = topology.ocpp_key("StatusNotification")
+
+
+@pytest.fixture
+async def station_id(engine: AsyncEngine) -> AsyncIterator[str]:
+    """A station identity prefix of this test's own. The stations its boots committed are
+    deleted afterwards: other tests of the shared database list every station."""
+    prefix = f"IT-{uuid.uuid4().hex[:16]}"
+    yield prefix
+    async with engine.begin() as connection:
+        await connection.execute(delete(Station).where(Station.id.startswith(prefix)))
 
 
 @contextlib.asynccontextmanager
