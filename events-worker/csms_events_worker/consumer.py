@@ -17,11 +17,9 @@ from csms.bus.message import BatchHandler, Body, BusError, BusMessage, Outcome
 from csms.config import Settings
 from csms.db.boots import BootPolicy
 from csms.db.engine import engine_of, is_sqlite
-from csms.db.events import record_notify_events
+from csms.db.ingest_writes import ingest_writes
 from csms.db.sqlite_checkpoints import SqliteCheckpoints
-from csms.db.sqlite_ingest_writes import SqliteIngestWrites
 from csms.db.sqlite_writer import has_own_file
-from csms.db.statuses import record_statuses
 from csms_events_worker.alerts import close_stale_reports, log_gaps, notify_event_reports
 from csms_events_worker.boot import handle_boot_notifications
 from csms_events_worker.presence import forget_dead_gateways, handle_presence, takeovers
@@ -57,9 +55,8 @@ class EventsWorker:
         # under a storm some would wait past the busy timeout and fail. Batches take turns
         # here instead (in order), and grow while they wait.
         self._one_writer = asyncio.Lock() if is_sqlite(sessions) else None
-        # Standalone, statuses and alerts bypass the engine (see sqlite_ingest_writes.py).
+        self._ingest = ingest_writes(sessions)
         engine = engine_of(sessions)
-        self._direct = SqliteIngestWrites(engine) if has_own_file(engine) else None
         self._checkpoints = SqliteCheckpoints(engine) if has_own_file(engine) else None
 
     async def start(self) -> None:
@@ -99,8 +96,7 @@ class EventsWorker:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
-        if self._direct is not None:
-            await self._direct.close()
+        await self._ingest.close()
         if self._checkpoints is not None:
             await asyncio.to_thread(self._checkpoints.stop)
 
@@ -189,22 +185,14 @@ class EventsWorker:
         return run
 
     async def _statuses(self, messages: list[BusMessage]) -> None:
-        reports = status_reports(_station_messages(messages))
-        if self._direct is not None:
-            async with self._writer_turn():
-                await self._direct.record_statuses(reports)
-            return
-        async with self._writer_turn(), self._sessions() as session, session.begin():
-            await record_statuses(session, reports)
+        async with self._writer_turn():
+            await self._ingest.record_statuses(status_reports(_station_messages(messages)))
 
     async def _alerts(self, messages: list[BusMessage]) -> None:
-        reports = notify_event_reports(_station_messages(messages))
-        if self._direct is not None:
-            async with self._writer_turn():
-                gaps = await self._direct.record_notify_events(reports)
-        else:
-            async with self._writer_turn(), self._sessions() as session, session.begin():
-                gaps = await record_notify_events(session, reports)
+        async with self._writer_turn():
+            gaps = await self._ingest.record_notify_events(
+                notify_event_reports(_station_messages(messages))
+            )
         log_gaps(gaps)
 
     def _writer_turn(self) -> contextlib.AbstractAsyncContextManager[object]:

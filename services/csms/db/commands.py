@@ -7,7 +7,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnClause, bindparam, exists, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -124,27 +123,32 @@ def awaits_boot(command: NewCommand, result: CommandOutcome) -> bool:
     )
 
 
-def stored_error(result: CommandOutcome) -> tuple[str | None, str | None]:
-    """The station's error code and description, cut to the lengths stored."""
-    return (
-        _cut(result.error_code, ERROR_CODE_LENGTH),
-        _cut(result.error_description, ERROR_DESCRIPTION_LENGTH),
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """What a command's row holds of its outcome."""
+
+    outcome: str
+    response: dict[str, Any] | None
+    error_code: str | None
+    error_description: str | None
+    # When the station answered, if it did (with a CALLRESULT or a CALLERROR).
+    answered_at: datetime | None
+
+
+def stored_outcome(result: CommandOutcome) -> StoredOutcome:
+    """The outcome as stored: the station's error code and description cut to their columns."""
+    answered = result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR)
+    return StoredOutcome(
+        outcome=result.outcome.value,
+        response=result.response,
+        error_code=_cut(result.error_code, ERROR_CODE_LENGTH),
+        error_description=_cut(result.error_description, ERROR_DESCRIPTION_LENGTH),
+        answered_at=result.at if answered else None,
     )
 
 
 def _cut(value: str | None, length: int) -> str | None:
     return None if value is None else value[:length]
-
-
-def json_text(value: dict[str, Any]) -> str:
-    """A JSON column's value as text, for statements sent to the driver directly (the Postgres
-    statements cast it to jsonb; SQLite stores text)."""
-    return orjson.dumps(value).decode()
-
-
-def answered_at(result: CommandOutcome) -> datetime | None:
-    """When the station answered, if it did (with a CALLRESULT or a CALLERROR)."""
-    return result.at if result.outcome in (Outcome.ANSWERED, Outcome.CALL_ERROR) else None
 
 
 def _record_outcome() -> Any:
@@ -174,14 +178,14 @@ async def record_outcome(
 ) -> None:
     """Store what came of a command: one statement, unless it awaits a boot (see awaits_boot),
     which must run in a transaction."""
-    error_code, error_description = stored_error(result)
+    stored = stored_outcome(result)
     values: dict[str, Any] = {
         "command_id": command.id,
-        "outcome": result.outcome.value,
-        "response": result.response,
-        "error_code": error_code,
-        "error_description": error_description,
-        "answered_at": answered_at(result),
+        "outcome": stored.outcome,
+        "response": stored.response,
+        "error_code": stored.error_code,
+        "error_description": stored.error_description,
+        "answered_at": stored.answered_at,
         # What the row was created with, unless the command awaits a boot.
         "open": False,
         "closed_at": None,

@@ -12,14 +12,8 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from csms.db.commands import (
-    Answered,
-    CommandRoute,
-    NewCommand,
-    answered_at,
-    json_text,
-    stored_error,
-)
+from csms.db.commands import Answered, CommandRoute, NewCommand, stored_outcome
+from csms.db.types import json_text
 
 # JSON goes as text arrays cast to jsonb in the statements: a jsonb[] parameter would make the
 # driver look the array type up on each new connection, a query of about 100 ms.
@@ -69,17 +63,14 @@ class PostgresCommandWrites:
         return [CommandRoute(holders[c.id]) if c.id in holders else None for c in commands]
 
     async def record_all(self, answered: Sequence[Answered]) -> list[None]:
-        errors = [stored_error(result) for _, result in answered]
+        stored = [stored_outcome(result) for _, result in answered]
         arguments = (
             [command.id for command, _ in answered],
-            [result.outcome.value for _, result in answered],
-            [
-                None if result.response is None else json_text(result.response)
-                for _, result in answered
-            ],
-            [code for code, _ in errors],
-            [description for _, description in errors],
-            [answered_at(result) for _, result in answered],
+            [s.outcome for s in stored],
+            [None if s.response is None else json_text(s.response) for s in stored],
+            [s.error_code for s in stored],
+            [s.error_description for s in stored],
+            [s.answered_at for s in stored],
         )
         await self._run(lambda driver: driver.execute(_RECORD_ALL, *arguments))
         return [None] * len(answered)

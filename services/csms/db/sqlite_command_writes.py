@@ -10,15 +10,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from csms.db.commands import (
-    Answered,
-    CommandRoute,
-    NewCommand,
-    answered_at,
-    json_text,
-    stored_error,
-)
+from csms.db.commands import Answered, CommandRoute, NewCommand, stored_outcome
 from csms.db.sqlite_writer import SqliteWriter, is_item_fault, utc_text
+from csms.db.types import json_text
 
 # As _CREATE_ALL in postgres_command_writes.py, one command at a time.
 _CREATE = """
@@ -57,19 +51,10 @@ class SqliteCommandWrites:
     async def record_all(self, answered: Sequence[Answered]) -> list[None]:
         rows = []
         for command, result in answered:
-            code, description = stored_error(result)
-            response = None if result.response is None else json_text(result.response)
-            at = answered_at(result)
-            rows.append(
-                (
-                    result.outcome.value,
-                    response,
-                    code,
-                    description,
-                    None if at is None else utc_text(at),
-                    command.id,
-                )
-            )
+            s = stored_outcome(result)
+            response = None if s.response is None else json_text(s.response)
+            at = None if s.answered_at is None else utc_text(s.answered_at)
+            rows.append((s.outcome, response, s.error_code, s.error_description, at, command.id))
         await self._writer.transaction(lambda connection: connection.executemany(_RECORD, rows))
         return [None] * len(answered)
 

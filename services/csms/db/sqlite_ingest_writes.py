@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from csms.db.commands import json_text
 from csms.db.events import (
     Gap,
     NotifyEventReport,
@@ -27,6 +26,7 @@ from csms.db.events import (
 )
 from csms.db.sqlite_writer import SqliteWriter, utc_from_text, utc_text
 from csms.db.statuses import StatusReport, newest_per_connector
+from csms.db.types import json_text
 
 _STATUS_HISTORY = """
 INSERT INTO status_notification

@@ -5,7 +5,7 @@ execute, fetch, close) and a transaction several more, and SQLAlchemy's statemen
 processing runs on the event loop's thread. Here a whole transaction is one hand-off to a
 thread of the writer's own, on a connection of its own, run while it holds the engine's SQLite
 turn (sqlite_turns.py). Callers store values as the engine's models do (see `utc_text`,
-`commands.json_text`), so that rows read back alike.
+`types.json_text`), so that rows read back alike.
 """
 
 from __future__ import annotations
