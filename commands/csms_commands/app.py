@@ -32,9 +32,11 @@ def create_app(
     app.state.sessions = sessions
     app.state.journal = journal
     app.state.tokens = TokenChecker(settings, sessions)
+    # Routes are matched in order: the commands, the hot path, first. No path of one router
+    # matches another's.
+    app.include_router(station_commands.router)
     app.include_router(stations.router)
     app.include_router(station_registry.router)
-    app.include_router(station_commands.router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -77,10 +77,11 @@ def _checker(request: Request) -> TokenChecker:
     return checker
 
 
-async def read_access(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+async def authorize(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, needed: Scope
 ) -> Scope:
+    """The caller's scope if it allows `needed`: 401 without a valid token, 403 for a read
+    token where writing is needed."""
     scope = await _checker(request).scope_of(credentials.credentials if credentials else None)
     if scope is None:
         raise HTTPException(
@@ -88,10 +89,17 @@ async def read_access(
             "a valid API token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return scope
-
-
-async def write_access(scope: Annotated[Scope, Depends(read_access)]) -> Scope:
-    if scope is not Scope.WRITE:
+    if needed is Scope.WRITE and scope is not Scope.WRITE:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this token may only read")
     return scope
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def read_access(request: Request, credentials: Credentials) -> Scope:
+    return await authorize(request, credentials, Scope.READ)
+
+
+async def write_access(request: Request, credentials: Credentials) -> Scope:
+    return await authorize(request, credentials, Scope.WRITE)

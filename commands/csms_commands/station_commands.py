@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -13,8 +13,7 @@ from csms.db.commands import Outcome
 from csms.ocpp.actions import CsmsAction
 from csms.ocpp.errors import OcppError
 from csms.ocpp.validation import validate_request
-from csms_commands.auth import write_access
-from csms_commands.dependencies import BusDep, JournalDep, SettingsDep
+from csms_commands.dependencies import CommandContext, CommandContextDep
 from csms_commands.schemas import (
     CallErrorOut,
     ChangeAvailabilityRequest,
@@ -24,7 +23,8 @@ from csms_commands.schemas import (
 )
 from csms_commands.service import CommandResult, StationNotFound, send_command
 
-router = APIRouter(prefix="/stations", tags=["commands"], dependencies=[Depends(write_access)])
+# Write access is checked by CommandContextDep, each endpoint's one dependency.
+router = APIRouter(prefix="/stations", tags=["commands"])
 
 Timeout = Annotated[
     float | None,
@@ -45,49 +45,37 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 async def reset(
     station_id: str,
     body: ResetRequest,
-    journal: JournalDep,
-    bus: BusDep,
-    settings: SettingsDep,
+    context: CommandContextDep,
     timeout: Timeout = None,
 ) -> Any:
     """Send ResetRequest; answers with the station's ResetResponse."""
-    return await _command(journal, bus, settings, station_id, CsmsAction.RESET, body, timeout)
+    return await _command(context, station_id, CsmsAction.RESET, body, timeout)
 
 
 @router.post("/{station_id}/availability", response_model=StationResponse, responses=_ERRORS)
 async def change_availability(
     station_id: str,
     body: ChangeAvailabilityRequest,
-    journal: JournalDep,
-    bus: BusDep,
-    settings: SettingsDep,
+    context: CommandContextDep,
     timeout: Timeout = None,
 ) -> Any:
     """Send ChangeAvailabilityRequest; answers with the station's ChangeAvailabilityResponse."""
-    return await _command(
-        journal, bus, settings, station_id, CsmsAction.CHANGE_AVAILABILITY, body, timeout
-    )
+    return await _command(context, station_id, CsmsAction.CHANGE_AVAILABILITY, body, timeout)
 
 
 @router.post("/{station_id}/trigger-message", response_model=StationResponse, responses=_ERRORS)
 async def trigger_message(
     station_id: str,
     body: TriggerMessageRequest,
-    journal: JournalDep,
-    bus: BusDep,
-    settings: SettingsDep,
+    context: CommandContextDep,
     timeout: Timeout = None,
 ) -> Any:
     """Send TriggerMessageRequest (also allowed while the station is Pending)."""
-    return await _command(
-        journal, bus, settings, station_id, CsmsAction.TRIGGER_MESSAGE, body, timeout
-    )
+    return await _command(context, station_id, CsmsAction.TRIGGER_MESSAGE, body, timeout)
 
 
 async def _command(
-    journal: JournalDep,
-    bus: BusDep,
-    settings: SettingsDep,
+    context: CommandContext,
     station_id: str,
     action: CsmsAction,
     body: BaseModel,
@@ -101,6 +89,7 @@ async def _command(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"not a valid {action}Request ({error.code}): {error.description}",
         ) from None
+    settings = context.settings
     wait = timeout if timeout is not None else settings.command_timeout
     if wait > settings.command_timeout_max:
         raise HTTPException(
@@ -109,8 +98,8 @@ async def _command(
         )
     try:
         result = await send_command(
-            journal,
-            bus,
+            context.journal,
+            context.bus,
             station_id=station_id,
             action=action,
             payload=payload,
