@@ -6,6 +6,13 @@ processing runs on the event loop's thread. Here a whole transaction is one hand
 thread of the writer's own, on a connection of its own, run while it holds the engine's SQLite
 turn (sqlite_turns.py). Callers store values as the engine's models do (see `utc_text`,
 `types.json_text`), so that rows read back alike.
+
+A writer of small transactions on a request's path (the command journal) runs them on the
+event loop instead: a transaction there takes well under a millisecond, while the hand-off to
+a thread and back, waiting for the GIL each way, took several (commands in standalone mode at
+500/s: p50 12 -> 5 ms). That connection never waits on the event loop: it does not wait for a
+lock another process holds (the transaction then goes to the thread, which does wait) and
+leaves automatic checkpoints to the other connections.
 """
 
 from __future__ import annotations
@@ -51,33 +58,49 @@ def is_item_fault(error: Exception) -> bool:
 
 
 class SqliteWriter:
-    def __init__(self, engine: AsyncEngine, name: str) -> None:
+    def __init__(self, engine: AsyncEngine, name: str, *, on_loop: bool = False) -> None:
         assert has_own_file(engine), "an in-memory database is seen by one connection only"
         self._path = str(engine.url.database)
         self._turns = turns_of(engine.sync_engine)
         # One thread: the connection is used only where it was opened.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._connection: sqlite3.Connection | None = None
+        self._on_loop = on_loop
+        self._loop_connection: sqlite3.Connection | None = None
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work` in one transaction on the writer's thread, committed if it returns."""
+        """`work` in one transaction, committed if it returns."""
         async with self._turns.turn():
+            if self._on_loop:
+                connection = self._open_on_loop()
+                try:
+                    return _run(connection, work)
+                except sqlite3.OperationalError as error:
+                    if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                        raise
+                    # Another process holds the write lock: the thread waits it out.
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._run, work)
 
     async def close(self) -> None:
+        if self._loop_connection is not None:
+            self._loop_connection.close()
+            self._loop_connection = None
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown()
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        connection = self._open()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(connection)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        return result
+        return _run(self._open(), work)
+
+    def _open_on_loop(self) -> sqlite3.Connection:
+        if self._loop_connection is None:
+            connection = sqlite3.connect(self._path)
+            sqlite_pragmas(connection, None)
+            connection.execute("PRAGMA busy_timeout=0")
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            self._loop_connection = connection
+        return self._loop_connection
 
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -90,3 +113,14 @@ class SqliteWriter:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _run(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return result
