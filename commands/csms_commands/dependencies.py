@@ -59,6 +59,10 @@ class CommandContext:
 async def command_context(request: Request, credentials: Credentials) -> CommandContext:
     """What sending a command needs, for a caller with write access."""
     await authorize(request, credentials, Scope.WRITE)
+    return command_context_of(request)
+
+
+def command_context_of(request: Request) -> CommandContext:
     state = request.app.state
     return CommandContext(journal=state.journal, bus=state.bus, settings=state.settings)
 

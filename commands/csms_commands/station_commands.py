@@ -13,6 +13,7 @@ from csms.db.commands import Outcome
 from csms.ocpp.actions import CsmsAction
 from csms.ocpp.errors import OcppError
 from csms.ocpp.validation import validate_request
+from csms_commands.command_route import PLAIN_COMMANDS, CommandRoute, PlainCommand
 from csms_commands.dependencies import CommandContext, CommandContextDep
 from csms_commands.schemas import (
     CallErrorOut,
@@ -23,8 +24,9 @@ from csms_commands.schemas import (
 )
 from csms_commands.service import CommandResult, StationNotFound, send_command
 
-# Write access is checked by CommandContextDep, each endpoint's one dependency.
-router = APIRouter(prefix="/stations", tags=["commands"])
+# Write access is checked by CommandContextDep, each endpoint's one dependency; plain requests
+# take a shorter way to the same checks (command_route.py).
+router = APIRouter(prefix="/stations", tags=["commands"], route_class=CommandRoute)
 
 Timeout = Annotated[
     float | None,
@@ -112,6 +114,17 @@ async def _command(
             status.HTTP_503_SERVICE_UNAVAILABLE, "message bus unavailable, try again"
         ) from None
     return command_response(station_id, result)
+
+
+PLAIN_COMMANDS.update(
+    {
+        reset: PlainCommand(CsmsAction.RESET, ResetRequest, _command),
+        change_availability: PlainCommand(
+            CsmsAction.CHANGE_AVAILABILITY, ChangeAvailabilityRequest, _command
+        ),
+        trigger_message: PlainCommand(CsmsAction.TRIGGER_MESSAGE, TriggerMessageRequest, _command),
+    }
+)
 
 
 def command_response(station_id: str, result: CommandResult) -> Any:
