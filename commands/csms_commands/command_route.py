@@ -63,9 +63,11 @@ async def _plain(request: Request, command: PlainCommand) -> Response | None:
     timeout: float | None = None
     raw_timeout = request.query_params.get("timeout")
     if raw_timeout is not None:
-        if not _PLAIN_NUMBER.fullmatch(raw_timeout) or float(raw_timeout) <= 0:
+        if not _PLAIN_NUMBER.fullmatch(raw_timeout):
             return None
         timeout = float(raw_timeout)
+        if timeout <= 0:
+            return None
     raw_body = await request.body()
     if not raw_body:
         return None

@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import aio_pika
+import orjson
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -162,14 +163,13 @@ class AmqpBus(Bus):
         if self._reply_out is None:
             log.warning("reply to %s dropped: bus is not connected", reply_to)
             return
-        reply = BusMessage(body=body, correlation_id=correlation_id)
+        properties = Basic.Properties(
+            content_type="application/json", delivery_mode=1, correlation_id=correlation_id
+        )
         try:
             channel = await self._reply_out.get_underlay_channel()
             await channel.basic_publish(
-                reply.encode_body(),
-                exchange="",
-                routing_key=reply_to,
-                properties=_properties(reply, persistent=False),
+                orjson.dumps(body), exchange="", routing_key=reply_to, properties=properties
             )
         except (AMQPError, PublishError, ConnectionError, RuntimeError):
             log.warning("reply to %s could not be sent", reply_to, exc_info=True)

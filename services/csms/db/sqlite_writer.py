@@ -95,19 +95,21 @@ class SqliteWriter:
 
     def _open_on_loop(self) -> sqlite3.Connection:
         if self._loop_connection is None:
-            connection = sqlite3.connect(self._path)
-            sqlite_pragmas(connection, None)
-            connection.execute("PRAGMA busy_timeout=0")
-            connection.execute("PRAGMA wal_autocheckpoint=0")
-            self._loop_connection = connection
+            self._loop_connection = self._connect()
+            self._loop_connection.execute("PRAGMA busy_timeout=0")
+            self._loop_connection.execute("PRAGMA wal_autocheckpoint=0")
         return self._loop_connection
 
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(self._path, check_same_thread=True)
-            sqlite_pragmas(connection, None)
-            self._connection = connection
+            self._connection = self._connect()
         return self._connection
+
+    def _connect(self) -> sqlite3.Connection:
+        # Each connection is used only on the thread that opened it (check_same_thread).
+        connection = sqlite3.connect(self._path)
+        sqlite_pragmas(connection, None)
+        return connection
 
     def _close(self) -> None:
         if self._connection is not None:
