@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -17,6 +16,7 @@ from csms.bus.message import BusError
 from csms.config import Settings
 from csms.ocpp.identity import BadIdentity, BadPath, station_id_from_path
 from csms_gateway.admission import Admission
+from csms_gateway.deflate import SmallPlainDeflateFactory
 from csms_gateway.keepalive import Keepalive
 from csms_gateway.pacing import AdmissionWindow
 from csms_gateway.relay import Relay
@@ -63,10 +63,11 @@ class OcppServer:
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
             # permessage-deflate (required of a CSMS, Part 4 section 3.3) with small windows:
-            # OCPP messages are small, and zlib's state is most of a socket's memory.
+            # OCPP messages are small, and zlib's state is most of a socket's memory. The
+            # smallest messages go uncompressed (see deflate.py).
             compression=None,
             extensions=[
-                ServerPerMessageDeflateFactory(
+                SmallPlainDeflateFactory(
                     server_max_window_bits=self._settings.deflate_window_bits,
                     client_max_window_bits=self._settings.deflate_window_bits,
                     compress_settings={"memLevel": self._settings.deflate_mem_level},

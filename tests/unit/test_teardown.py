@@ -14,10 +14,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
 
+from csms_gateway.deflate import SmallPlainDeflateFactory
 from csms_gateway.teardown import free_when_closed
 
 OCPP = Subprotocol("ocpp2.0.1")
@@ -67,7 +67,7 @@ async def _running(free: bool) -> AsyncIterator[_Server]:
         process_request=server.process_request,
         select_subprotocol=lambda _, offered: OCPP if OCPP in offered else None,
         compression=None,
-        extensions=[ServerPerMessageDeflateFactory()],
+        extensions=[SmallPlainDeflateFactory()],
         ping_interval=None,
     ) as listening:
         server.port = listening.sockets[0].getsockname()[1]
