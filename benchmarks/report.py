@@ -32,6 +32,9 @@ NOTES = [
     "cpu_s: CPU seconds per process over the measured part of a scenario; rabbitmq and "
     "postgres are the shared services, including any other use of them at the time.",
     "Station-side latency: CALL sent -> CALLRESULT received, as the simulator measures it.",
+    "cores_busy: CPU seconds of every measured process (target, shared services, simulator, "
+    "harness) over the window's seconds; near the machine's cpu_count, the step ran out of "
+    "CPU. cpu_ms_per_unit / cpu_ms_per_command: the same CPU per message or per command.",
     "Goals apply to the distributed and standalone targets; the baseline is a reference.",
 ]
 
@@ -256,6 +259,8 @@ def _line(scenario: str, target: str, result: dict[str, Any]) -> list[str]:
                 )
             if step["errors"]:
                 text += f", {step['errors']} errors"
+            if step.get("cores_busy") is not None:
+                text += f", {_n(step['cores_busy'], 2)} cores busy"
             lines.append(text)
         return lines or ["no step ran"]
     if scenario == "commands":
@@ -263,6 +268,7 @@ def _line(scenario: str, target: str, result: dict[str, Any]) -> list[str]:
             f"{f['requests']} resets at {_n(f['sent_per_s'])}/s: {f['ok']} ok "
             f"({_n(f['achieved_rate'])}/s), p50 {_n(f['p50_ms'])} p99 {_n(f['p99_ms'])} "
             f"max {_n(f['max_ms'])} ms; non-200 {f['non_200']}"
+            + (f"; {_n(f['cores_busy'], 2)} cores busy" if f.get("cores_busy") is not None else "")
         ]
     if scenario == "idle_memory":
         return [

@@ -260,6 +260,22 @@ def _cpu(pid: int) -> float:
         return math.nan
 
 
+def cpu_budget(cpu: dict[str, float], seconds: float, units: int) -> dict[str, Any]:
+    """What a measured window cost: CPU per unit of work (a message, a command) for each
+    process and for all of them, in ms, and the cores they kept busy on average. Set against
+    the machine's cores, it says whether a step ran out of CPU rather than of anything else."""
+    measured = {name: used for name, used in cpu.items() if not math.isnan(used)}
+    total = sum(measured.values())
+    per_unit: dict[str, float] = {}
+    if units > 0:
+        per_unit = {name: round(used * 1000 / units, 3) for name, used in measured.items()}
+        per_unit["all"] = round(total * 1000 / units, 3)
+    return {
+        "cpu_ms_per_unit": per_unit,
+        "cores_busy": round(total / seconds, 2) if seconds > 0 else None,
+    }
+
+
 async def poll_until(
     probe: Callable[[], Awaitable[int]],
     done: Callable[[int], bool],
@@ -486,6 +502,7 @@ async def _steady_step(
         rows_after = await counter.count(INGEST_TABLES, prefix) if counter else 0
         counted_after = time.monotonic()
         cpu = meter.sample()
+        metered_s = meter.wall()
     finally:
         summary = await generator.stop()
     if not window.get("available"):
@@ -517,6 +534,8 @@ async def _steady_step(
         else round(simulator_cpu / seconds, 2),
     }
     step |= saturation(sent_per_s, total_rate, step["simulator_cpu_share"])
+    # The simulator's CPU is over the window, the rest over a little more (the row counts).
+    step |= cpu_budget(cpu | {"simulator": simulator_cpu}, metered_s, int(window["sent"]))
     if counter is not None:
         step["persisted_per_s"] = round(
             (rows_after - rows_before) / (counted_after - counted_before), 1
@@ -603,6 +622,7 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
             cpu["simulator"] = round(
                 (_cpu(generator.pid) if generator.pid else math.nan) - simulator_before, 2
             )
+            budget = cpu_budget(cpu, meter.wall(), len(results))
         finally:
             await pool.close()
     finally:
@@ -630,6 +650,7 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
         "p99_all_ms": _ms(_percentile(every, 99)),
         "ok": len(ok),
         "non_200": len(results) - len(ok),
+        "cores_busy": budget["cores_busy"],
     }
     notes = []
     if figures["non_200"]:
@@ -642,6 +663,7 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
             "simulator": sim_counters(summary),
             # Over the commands' window only (the fleet's boot before it not included).
             "cpu_s": cpu,
+            "cpu_ms_per_command": budget["cpu_ms_per_unit"],
         },
         "notes": notes,
     }

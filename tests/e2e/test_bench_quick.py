@@ -28,8 +28,8 @@ EXPECTED: dict[str, dict[str, tuple[str, ...]]] = {
         "baseline": ("max_sent_per_s", "p50_ms", "p99_ms"),
     },
     "commands": {
-        "distributed": ("achieved_rate", "p50_ms", "p99_ms", "non_200"),
-        "standalone": ("achieved_rate", "p50_ms", "p99_ms", "non_200"),
+        "distributed": ("achieved_rate", "p50_ms", "p99_ms", "non_200", "cores_busy"),
+        "standalone": ("achieved_rate", "p50_ms", "p99_ms", "non_200", "cores_busy"),
     },
     "idle_memory": {
         "distributed": ("rss_before_kb", "rss_after_kb", "kb_per_station"),
@@ -81,4 +81,6 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path: Path) -> No
         steps = report["scenarios"]["steady_ingest"]["results"][target]["details"]["steps"]
         assert steps
         assert all(is_number(step["sent_per_s"]) for step in steps)
+        assert all(is_number(step["cores_busy"]) for step in steps)
+        assert all(is_number(step["cpu_ms_per_unit"]["all"]) for step in steps)
     assert "boot_storm" in done.stdout  # the table is printed

@@ -1,0 +1,30 @@
+"""A measured window's CPU, per unit of work and in cores busy."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.scenarios import cpu_budget
+
+
+def test_cpu_per_unit_and_cores_busy() -> None:
+    budget = cpu_budget({"gateway-1": 6.0, "postgres": 3.0, "simulator": 9.0}, 10.0, 45_000)
+
+    assert budget["cpu_ms_per_unit"] == {
+        "gateway-1": 0.133,
+        "postgres": 0.067,
+        "simulator": 0.2,
+        "all": 0.4,
+    }
+    assert budget["cores_busy"] == 1.8
+
+
+def test_a_process_that_could_not_be_read_is_left_out() -> None:
+    budget = cpu_budget({"api": 2.0, "simulator": math.nan}, 4.0, 1000)
+
+    assert budget["cpu_ms_per_unit"] == {"api": 2.0, "all": 2.0}
+    assert budget["cores_busy"] == 0.5
+
+
+def test_no_work_and_no_time_give_no_figures() -> None:
+    assert cpu_budget({"api": 1.0}, 0.0, 0) == {"cpu_ms_per_unit": {}, "cores_busy": None}
