@@ -39,6 +39,9 @@ def has_own_file(engine: AsyncEngine) -> bool:
 
 def utc_text(value: datetime) -> str:
     """A datetime as UtcDateTime stores it on SQLite: naive UTC, in SQLAlchemy's format."""
+    if value.tzinfo is UTC:
+        # One call instead of three (on the ingest path): "+00:00" cut off the aware form.
+        return value.isoformat(" ", "microseconds")[:-6]
     if value.tzinfo is None:
         raise ValueError("naive datetime given; the CSMS stores UTC only")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
