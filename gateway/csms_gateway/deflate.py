@@ -4,7 +4,7 @@ RFC 7692 marks each message as compressed or not (the "Per-Message Compressed" b
 a receiver inflates only the marked ones, so a sender may send any message plain. Most of what
 a CSMS sends is an empty CALLRESULT (`[3,"<id>",{}]`, answering StatusNotification, NotifyEvent
 and the like): deflate saves at most a few bytes of it, far less than the packet's own headers,
-for a zlib call that was one of the gateway's largest costs per message.
+for a zlib call that was one of the gateway's larger costs per message (ADR 0017).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import ExtensionParameter
 
 # Messages shorter than this go uncompressed. An empty CALLRESULT with a UUID message id is 45
-# bytes and deflates (context takeover, 1 KiB window) to about 38; a Heartbeat's answer (about 80
-# bytes) repeats most of the previous one and still halves, so it stays compressed.
+# bytes and deflates (context takeover, 1 KiB window) to about 38; a Heartbeat's answer (about 85
+# bytes) repeats most of the previous one and about halves, so it stays compressed.
 PLAIN_BELOW_BYTES = 64
 
 
