@@ -10,6 +10,7 @@ for a zlib call that was one of the gateway's larger costs per message (ADR 0017
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import (
@@ -19,23 +20,32 @@ from websockets.extensions.permessage_deflate import (
 from websockets.frames import Frame, Opcode
 from websockets.typing import ExtensionParameter
 
-# Messages shorter than this go uncompressed. An empty CALLRESULT with a UUID message id is 45
-# bytes and deflates (context takeover, 1 KiB window) to about 38; a Heartbeat's answer (about 85
-# bytes) repeats most of the previous one and about halves, so it stays compressed.
+# The default size under which messages go uncompressed. An empty CALLRESULT with a UUID
+# message id is 45 bytes and deflates (context takeover, 1 KiB window) to about 38; a
+# Heartbeat's answer (about 85 bytes) repeats most of the previous one and about halves, so it
+# stays compressed.
 PLAIN_BELOW_BYTES = 64
 
 
 class SmallPlainDeflate(PerMessageDeflate):
+    def __init__(self, *args: Any, plain_below: int = PLAIN_BELOW_BYTES, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plain_below = plain_below
+
     def encode(self, frame: Frame) -> Frame:
         # Only a whole message in one frame: a fragmented message is marked on its first frame.
         if frame.fin and frame.opcode in (Opcode.TEXT, Opcode.BINARY):
-            if len(frame.data) < PLAIN_BELOW_BYTES:
+            if len(frame.data) < self.plain_below:
                 return frame
         return super().encode(frame)
 
 
 class SmallPlainDeflateFactory(ServerPerMessageDeflateFactory):
     """The standard server-side negotiation, with `SmallPlainDeflate` as the outcome."""
+
+    def __init__(self, *, plain_below: int = PLAIN_BELOW_BYTES, **options: Any) -> None:
+        super().__init__(**options)
+        self._plain_below = plain_below
 
     def process_request_params(
         self,
@@ -49,5 +59,6 @@ class SmallPlainDeflateFactory(ServerPerMessageDeflateFactory):
             negotiated.remote_max_window_bits,
             negotiated.local_max_window_bits,
             negotiated.compress_settings,
+            plain_below=self._plain_below,
         )
         return response, extension

@@ -71,6 +71,7 @@ class OcppServer:
                     server_max_window_bits=self._settings.deflate_window_bits,
                     client_max_window_bits=self._settings.deflate_window_bits,
                     compress_settings={"memLevel": self._settings.deflate_mem_level},
+                    plain_below=self._settings.deflate_plain_below,
                 )
             ],
             # Reconnect storms: a deep accept queue, and time for handshakes waiting their turn.

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # permessage-deflate windows (2^bits bytes) and zlib memLevel: memory per socket.
     deflate_window_bits: int = Field(default=10, ge=9, le=15)
     deflate_mem_level: int = Field(default=1, ge=1, le=9)
+    # Messages shorter than this many bytes go uncompressed (ADR 0017); 0 compresses all.
+    deflate_plain_below: int = Field(default=64, ge=0, le=1024)
     listen_backlog: int = Field(default=4096, ge=1)
     handshake_timeout: float = Field(default=30.0, gt=0)
     # Liveness is batched: one `station.seen` message per gateway per interval.

@@ -10,6 +10,7 @@ from websockets.extensions.permessage_deflate import (
 )
 from websockets.frames import Frame, Opcode
 
+from csms.config import Settings
 from csms_gateway.deflate import PLAIN_BELOW_BYTES, SmallPlainDeflate, SmallPlainDeflateFactory
 
 EMPTY_RESULT = b'[3,"0f1c3c52-3a8e-4c57-9d0e-2b6e0c1f4a77",{}]'
@@ -79,3 +80,14 @@ async def test_over_a_connection_with_compression() -> None:
             for size in sizes:
                 await client.send("x" * size)
                 assert await client.recv() == "x" * size
+
+
+def test_the_threshold_is_a_setting_and_zero_compresses_every_message() -> None:
+    client_factory = ClientPerMessageDeflateFactory(client_max_window_bits=True)
+    _, server = SmallPlainDeflateFactory(plain_below=0).process_request_params(
+        client_factory.get_request_params(), []
+    )
+
+    assert server.encode(Frame(Opcode.TEXT, EMPTY_RESULT)).rsv1
+    assert Settings().deflate_plain_below == PLAIN_BELOW_BYTES
+    assert Settings(deflate_plain_below=0).deflate_plain_below == 0
