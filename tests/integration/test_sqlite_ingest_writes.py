@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.engine import create_engine, create_session_factory
 from csms.db.events import Gap, NotifyEventReport, record_notify_events
+from csms.db.ingest_writes import IngestWrites
 from csms.db.models import (
     Base,
     ConnectorStatus,
@@ -100,27 +101,40 @@ async def both_ways(
     return engine_result, direct_result
 
 
-async def test_statuses_are_stored_alike(engine: AsyncEngine, direct: SqliteIngestWrites) -> None:
-    def batches(station: str) -> list[list[StatusReport]]:
-        return [
-            [status(station, 1, "Occupied", 10), status(station, 2, "Available", 10)],
-            # The same connector twice in a batch, and a repeat of a stored report.
-            [status(station, 1, "Available", 20), status(station, 1, "Faulted", 15)],
-            [status(station, 2, "Available", 10)],
-            # Older than what is current: history only.
-            [status(station, 2, "Unavailable", 5)],
-        ]
+def status_batches(station: str) -> list[list[StatusReport]]:
+    return [
+        [status(station, 1, "Occupied", 10), status(station, 2, "Available", 10)],
+        # The same connector twice in a batch, a repeat within it, a repeat of a stored one.
+        [
+            status(station, 1, "Available", 20),
+            status(station, 1, "Faulted", 15),
+            status(station, 1, "Faulted", 15),
+            status(station, 2, "Available", 10),
+        ],
+        # Older than what is current: history only.
+        [status(station, 2, "Unavailable", 5)],
+        # Two reports of one connector at the same time: the later one is current.
+        [status(station, 3, "Occupied", 30), status(station, 3, "Reserved", 30)],
+    ]
+
+
+async def statuses_stored_alike(engine: AsyncEngine, direct: IngestWrites) -> None:
+    """`direct` stores the same status rows as the engine's statements, batch for batch."""
 
     async def through_engine(station: str) -> None:
-        for batch in batches(station):
+        for batch in status_batches(station):
             async with create_session_factory(engine)() as session, session.begin():
                 await record_statuses(session, batch)
 
     async def direct_write(station: str) -> None:
-        for batch in batches(station):
+        for batch in status_batches(station):
             await direct.record_statuses(batch)
 
     await both_ways(engine, through_engine, direct_write, [StatusNotification, ConnectorStatus])
+
+
+async def test_statuses_are_stored_alike(engine: AsyncEngine, direct: SqliteIngestWrites) -> None:
+    await statuses_stored_alike(engine, direct)
 
 
 async def test_notify_events_are_stored_alike_with_the_same_gaps(

@@ -1,6 +1,7 @@
 """Where the events worker stores StatusNotifications and NotifyEvents: a batch per call, in a
-transaction of its own. Through the engine (Postgres, or an in-memory SQLite database), or, in
-standalone mode, straight to SQLite (sqlite_ingest_writes.py, ADR 0015)."""
+transaction of its own. Through the engine, or straight to the driver where that was the larger
+cost: Postgres's statuses (postgres_ingest_writes.py) and, in standalone mode, SQLite
+(sqlite_ingest_writes.py, ADR 0015)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.db.engine import engine_of
 from csms.db.events import Gap, NotifyEventReport, record_notify_events
+from csms.db.postgres_ingest_writes import PostgresIngestWrites
 from csms.db.sqlite_ingest_writes import SqliteIngestWrites
 from csms.db.sqlite_writer import has_own_file
 from csms.db.statuses import StatusReport, record_statuses
@@ -28,6 +30,8 @@ def ingest_writes(sessions: async_sessionmaker[AsyncSession]) -> IngestWrites:
     engine = engine_of(sessions)
     if has_own_file(engine):
         return SqliteIngestWrites(engine)
+    if engine.dialect.name == "postgresql":
+        return PostgresIngestWrites(sessions)
     return EngineIngestWrites(sessions)
 
 

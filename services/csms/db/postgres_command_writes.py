@@ -6,13 +6,13 @@ SQLAlchemy a command's two writes took about three times the CPU.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.commands import Answered, CommandRoute, NewCommand, stored_outcome
+from csms.db.postgres_driver import on_driver
 from csms.db.types import json_text
 
 # JSON goes as text arrays cast to jsonb in the statements: a jsonb[] parameter would make the
@@ -43,8 +43,6 @@ FROM unnest(
 WHERE command.id = v.id
 """
 
-T = TypeVar("T")
-
 
 class PostgresCommandWrites:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -58,7 +56,7 @@ class PostgresCommandWrites:
             [json_text(c.request) for c in commands],
             [c.created_at for c in commands],
         )
-        rows = await self._run(lambda driver: driver.fetch(_CREATE_ALL, *arguments))
+        rows = await on_driver(self._engine, lambda driver: driver.fetch(_CREATE_ALL, *arguments))
         holders = {row[0]: row[1] for row in rows}
         return [CommandRoute(holders[c.id]) if c.id in holders else None for c in commands]
 
@@ -72,21 +70,8 @@ class PostgresCommandWrites:
             [s.error_description for s in stored],
             [s.answered_at for s in stored],
         )
-        await self._run(lambda driver: driver.execute(_RECORD_ALL, *arguments))
+        await on_driver(self._engine, lambda driver: driver.execute(_RECORD_ALL, *arguments))
         return [None] * len(answered)
-
-    async def _run(self, statement: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """One autocommitted statement on a pooled connection's driver."""
-        pooled = await self._engine.raw_connection()
-        try:
-            return await statement(pooled.driver_connection)
-        except BaseException as exc:
-            # A connection that failed other than by the statement's fault is not reused.
-            if not isinstance(exc, asyncpg.PostgresError):
-                pooled.invalidate()
-            raise
-        finally:
-            pooled.close()
 
     def item_fault(self, error: Exception) -> bool:
         # Errors Postgres reported about a statement; not a lost or refused connection.
