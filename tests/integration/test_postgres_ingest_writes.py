@@ -12,10 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.engine import create_engine, create_session_factory
 from csms.db.ingest_writes import ingest_writes
-from csms.db.models import ConnectorStatus, StatusNotification
+from csms.db.models import ConnectorStatus, EventData, EventSequence, StatusNotification
 from csms.db.postgres_ingest_writes import PostgresIngestWrites
 from tests.integration.conftest import migrate, new_database, remove_database
-from tests.integration.test_sqlite_ingest_writes import status, statuses_stored_alike, stored
+from tests.integration.test_sqlite_ingest_writes import (
+    notify,
+    notify_events_stored_alike,
+    status,
+    statuses_stored_alike,
+    stored,
+)
 
 pytestmark = pytest.mark.services
 
@@ -40,6 +46,28 @@ async def direct(engine: AsyncEngine) -> AsyncIterator[PostgresIngestWrites]:
 
 async def test_statuses_are_stored_alike(engine: AsyncEngine, direct: PostgresIngestWrites) -> None:
     await statuses_stored_alike(engine, direct)
+
+
+async def test_notify_events_are_stored_alike_with_the_same_gaps(
+    engine: AsyncEngine, direct: PostgresIngestWrites
+) -> None:
+    await notify_events_stored_alike(engine, direct)
+
+
+async def test_a_failed_notify_event_batch_stores_nothing(
+    engine: AsyncEngine, direct: PostgresIngestWrites
+) -> None:
+    station = "IT-postgres-rollback-events"
+    good = notify(station, "m0", 0, True, 1)
+    bad = notify(station, "m1", 1, False, 2, trigger="x" * 17)  # trigger is varchar(16)
+
+    with pytest.raises(asyncpg.PostgresError):
+        await direct.record_notify_events([good, bad])
+
+    for model in (EventData, EventSequence):
+        assert await stored(engine, model, station) == []
+    assert await direct.record_notify_events([good]) == []
+    assert len(await stored(engine, EventData, station)) == 1
 
 
 async def test_a_failed_batch_stores_nothing(

@@ -137,9 +137,10 @@ async def test_statuses_are_stored_alike(engine: AsyncEngine, direct: SqliteInge
     await statuses_stored_alike(engine, direct)
 
 
-async def test_notify_events_are_stored_alike_with_the_same_gaps(
-    engine: AsyncEngine, direct: SqliteIngestWrites
-) -> None:
+async def notify_events_stored_alike(engine: AsyncEngine, direct: IngestWrites) -> None:
+    """`direct` stores the same NotifyEvent rows as the engine's statements and finds the same
+    gaps, batch for batch."""
+
     def batches(station: str) -> list[list[NotifyEventReport]]:
         full = {
             "cause": 5,
@@ -180,6 +181,12 @@ async def test_notify_events_are_stored_alike_with_the_same_gaps(
     )
     assert engine_gaps == [(2, 3), (1, 0), (0, 2)]
     assert direct_gaps == engine_gaps
+
+
+async def test_notify_events_are_stored_alike_with_the_same_gaps(
+    engine: AsyncEngine, direct: SqliteIngestWrites
+) -> None:
+    await notify_events_stored_alike(engine, direct)
 
 
 async def test_a_constraint_error_rolls_the_whole_batch_back(

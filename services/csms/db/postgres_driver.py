@@ -19,7 +19,8 @@ T = TypeVar("T")
 async def on_driver(
     engine: AsyncEngine, statement: Callable[[asyncpg.Connection], Awaitable[T]]
 ) -> T:
-    """One autocommitted statement on a pooled connection's driver."""
+    """`statement` on a pooled connection's driver: one statement commits by itself; several
+    need the driver's own transaction."""
     pooled = await engine.raw_connection()
     try:
         return await statement(pooled.driver_connection)
