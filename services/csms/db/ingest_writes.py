@@ -1,7 +1,7 @@
 """Where the events worker stores StatusNotifications and NotifyEvents: a batch per call, in a
-transaction of its own. Through the engine, or straight to the driver where that was the larger
-cost: Postgres's statuses (postgres_ingest_writes.py) and, in standalone mode, SQLite
-(sqlite_ingest_writes.py, ADR 0015)."""
+transaction of its own. Straight to the driver on Postgres (postgres_ingest_writes.py, ADR 0018)
+and, in standalone mode, on SQLite (sqlite_ingest_writes.py, ADR 0015); through the engine on an
+in-memory SQLite database."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Statements sent to asyncpg directly, on a connection of the engine's pool.
 
-For the hot paths (the command journal, the events worker's statuses): prepared once per
+For the hot paths (the command journal, the events worker's batches): prepared once per
 connection and taking whole batches as arrays, they cost a fraction of the CPU of the same
 work through SQLAlchemy's statement processing.
 """
