@@ -227,10 +227,13 @@ def problems(summary: dict[str, Any]) -> int:
 
 
 class CpuMeter:
-    """CPU seconds each process of the target (and the simulator) used over a scenario."""
+    """CPU seconds each process of the target (and the simulator, given its pid) used over a
+    scenario."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, simulator_pid: int | None = None) -> None:
         self._pids = {name: popen.pid for name, popen in target.processes.items()}
+        if simulator_pid is not None:
+            self._pids["simulator"] = simulator_pid
         self._start = {name: _cpu(pid) for name, pid in self._pids.items()}
         # The shared services: RabbitMQ's VM, and the Postgres processes alive throughout.
         self._services = {name: pids_named(command) for name, command in SERVICES.items()}
@@ -491,14 +494,12 @@ async def _steady_step(
         )
         # The fleet is booted; let the boot's backlog clear before the window opens.
         await asyncio.sleep(plan.steady_warmup_s)
-        meter = CpuMeter(target)
-        simulator_before = _cpu(generator.pid) if generator.pid else math.nan
+        meter = CpuMeter(target, generator.pid)
         rows_before = await counter.count(INGEST_TABLES, prefix) if counter else 0
         counted_before = time.monotonic()
         await generator.open_window()
         await asyncio.sleep(plan.steady_step_s)
         window = await generator.close_window()
-        simulator_cpu = (_cpu(generator.pid) if generator.pid else math.nan) - simulator_before
         rows_after = await counter.count(INGEST_TABLES, prefix) if counter else 0
         counted_after = time.monotonic()
         cpu = meter.sample()
@@ -528,14 +529,14 @@ async def _steady_step(
         "window": {key: window.get(key) for key in ("sent", "results", *_ERROR_KEYS)},
         "simulator": sim_counters(summary),
         "cpu_s": cpu | {"simulator (whole run)": summary.get("cpu_s")},
-        # Of one core, over the window: the simulator is one process.
+        # Of one core, over the metered time (the window and its row counts): the simulator is
+        # one process.
         "simulator_cpu_share": None
-        if math.isnan(simulator_cpu)
-        else round(simulator_cpu / seconds, 2),
+        if math.isnan(cpu.get("simulator", math.nan))
+        else round(cpu["simulator"] / metered_s, 2),
     }
     step |= saturation(sent_per_s, total_rate, step["simulator_cpu_share"])
-    # The simulator's CPU is over the window, the rest over a little more (the row counts).
-    step |= cpu_budget(cpu | {"simulator": simulator_cpu}, metered_s, int(window["sent"]))
+    step |= cpu_budget(cpu, metered_s, int(window["sent"]))
     if counter is not None:
         step["persisted_per_s"] = round(
             (rows_after - rows_before) / (counted_after - counted_before), 1
@@ -615,13 +616,9 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
                 # Warm-up (not measured): connections open, the stations are known.
                 await pool.request("GET", f"/stations/{station_id}")
             # CPU of the commands alone, not of the fleet's boot.
-            meter = CpuMeter(target)
-            simulator_before = _cpu(generator.pid) if generator.pid else math.nan
+            meter = CpuMeter(target, generator.pid)
             results = await _open_loop(pool, station_ids, plan.command_rate, total)
             cpu = meter.sample()
-            cpu["simulator"] = round(
-                (_cpu(generator.pid) if generator.pid else math.nan) - simulator_before, 2
-            )
             budget = cpu_budget(cpu, meter.wall(), len(results))
         finally:
             await pool.close()

@@ -6,7 +6,7 @@ whose NotifyEvent sequence logic is shared (`plan_notify_events`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -122,6 +122,8 @@ _SEQUENCE_COLUMNS = (
     "last_generated_at",
     "updated_at",
 )
+# StatusReport's, in the statement's column order.
+_STATUS_FIELDS = ("station_id", "evse_id", "connector_id", "status", "status_at", "received_at")
 _GAP_COLUMNS = ("station_id", "expected_seq_no", "received_seq_no", "generated_at", "detected_at")
 
 
@@ -136,7 +138,7 @@ class PostgresIngestWrites:
         # Rows in key order: concurrent batches then lock shared rows in the same order.
         history = sorted(reports, key=_key)
         current = sorted(newest_per_connector(reports), key=_key)
-        arguments = (*_columns(history), *_columns(current))
+        arguments = (*_fields(history, _STATUS_FIELDS), *_fields(current, _STATUS_FIELDS))
         await on_driver(self._engine, lambda driver: driver.execute(_RECORD_STATUSES, *arguments))
 
     async def record_notify_events(self, reports: list[NotifyEventReport]) -> list[Gap]:
@@ -166,11 +168,8 @@ class PostgresIngestWrites:
                 if writes.gap_rows:
                     await driver.execute(_INSERT_GAPS, *_arrays(writes.gap_rows, _GAP_COLUMNS))
                 if writes.sequences:
-                    advanced = [
-                        {name: getattr(s, name) for name in _SEQUENCE_COLUMNS}
-                        for s in writes.sequences
-                    ]
-                    await driver.execute(_UPDATE_SEQUENCES, *_arrays(advanced, _SEQUENCE_COLUMNS))
+                    advanced = _fields(writes.sequences, _SEQUENCE_COLUMNS)
+                    await driver.execute(_UPDATE_SEQUENCES, *advanced)
                 return writes.gaps
 
         return await on_driver(self._engine, write)
@@ -180,23 +179,19 @@ class PostgresIngestWrites:
 
 
 def _arrays(rows: list[dict[str, Any]], columns: Iterable[str]) -> list[list[Any]]:
-    """One array per column, JSON columns as text."""
+    """One array per key of the rows, JSON columns as text."""
     return [
-        [json_text(row[name]) if name in _JSON_COLUMNS else row[name] for row in rows]
+        [json_text(row[name]) for row in rows]
+        if name in _JSON_COLUMNS
+        else [row[name] for row in rows]
         for name in columns
     ]
 
 
+def _fields(items: Sequence[object], names: Iterable[str]) -> list[list[Any]]:
+    """One array per attribute."""
+    return [[getattr(item, name) for item in items] for name in names]
+
+
 def _key(report: StatusReport) -> tuple[str, int, int, object]:
     return (report.station_id, report.evse_id, report.connector_id, report.status_at)
-
-
-def _columns(reports: list[StatusReport]) -> tuple[list[object], ...]:
-    return (
-        [r.station_id for r in reports],
-        [r.evse_id for r in reports],
-        [r.connector_id for r in reports],
-        [r.status for r in reports],
-        [r.status_at for r in reports],
-        [r.received_at for r in reports],
-    )
