@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import uvloop
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
@@ -20,6 +19,7 @@ from websockets.typing import Subprotocol
 from csms.ocpp.frames import Call, CallError, CallResult, Frame, encode, parse_frame
 from csms.simulator.config import SimulationConfig
 from csms.simulator.station import SimulatedStation
+from csms.simulator.station_socket import StationSocket
 from csms.simulator.stats import SimulationStats
 
 WAIT = 5.0
@@ -291,7 +291,7 @@ class CountingStation(SimulatedStation):
         super().__init__(*args)
         self.idle_waits = 0
 
-    async def _idle(self, websocket: ClientConnection, until: float) -> None:
+    async def _idle(self, websocket: StationSocket, until: float) -> None:
         self.idle_waits += 1
         await super()._idle(websocket, until)
 

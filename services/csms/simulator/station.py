@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
@@ -39,6 +38,7 @@ from csms.ocpp.frames import (
 )
 from csms.ocpp.validation import known_actions
 from csms.simulator.config import SimulationConfig
+from csms.simulator.station_socket import StationSocket
 from csms.simulator.stats import SimulationStats
 from csms.timeutil import format_datetime, utcnow
 
@@ -139,20 +139,15 @@ class SimulatedStation:
         self._notify: dict[Connector, None] = {}
 
     def _options(self, source_address: str | None) -> dict[str, Any]:
+        # The CSMS pings; the socket answers (it sends no pings of its own).
         options: dict[str, Any] = {
             "subprotocols": [SUBPROTOCOL],
-            "compression": "deflate" if self._config.compression else None,
+            "compression": self._config.compression,
             "open_timeout": self._config.call_timeout,
-            "close_timeout": CLOSE_TIMEOUT,
-            # The CSMS pings; answering is enough. No proxy from the environment either.
-            "ping_interval": None,
-            "proxy": None,
         }
         if self._config.password is not None:
             secret = f"{self.station_id}:{self._config.password}".encode()
-            options["additional_headers"] = {
-                "Authorization": f"Basic {base64.b64encode(secret).decode()}"
-            }
+            options["headers"] = {"Authorization": f"Basic {base64.b64encode(secret).decode()}"}
         if source_address is not None:
             options["local_addr"] = (source_address, 0)
         return options
@@ -185,15 +180,15 @@ class SimulatedStation:
             finally:
                 self._stats.connected -= 1
                 with contextlib.suppress(Exception):
-                    await websocket.close()
+                    await websocket.close(CLOSE_TIMEOUT)
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _connect(self) -> ClientConnection | None:
+    async def _connect(self) -> StationSocket | None:
         self._stats.connecting += 1
         self._retry_after = 0.0
         try:
-            websocket = await connect(self._url, **self._connect_options)
+            websocket = await StationSocket.connect(self._url, **self._connect_options)
         except (OSError, InvalidHandshake, TimeoutError) as error:
             self._stats.connect_failures += 1
             self._stats.error(_describe(error))
@@ -216,7 +211,7 @@ class SimulatedStation:
         ceiling = min(config.reconnect_max, config.reconnect_min * 2 ** min(failures - 1, 30))
         return self._random.uniform(ceiling / 2, ceiling)
 
-    async def _serve(self, websocket: ClientConnection, boot_reason: str | None) -> None:
+    async def _serve(self, websocket: StationSocket, boot_reason: str | None) -> None:
         self._reset_pending = False
         if boot_reason is not None or not self._accepted:
             await self._boot(websocket, boot_reason or "PowerUp")
@@ -228,7 +223,7 @@ class SimulatedStation:
 
     # Station -> CSMS
 
-    async def _boot(self, websocket: ClientConnection, reason: str) -> None:
+    async def _boot(self, websocket: StationSocket, reason: str) -> None:
         """BootNotification until Accepted, waiting the CSMS's interval in between."""
         self._accepted = False
         failures = 0
@@ -260,7 +255,7 @@ class SimulatedStation:
             if self._boot_requested:
                 reason = "Triggered"
 
-    async def _operate(self, websocket: ClientConnection) -> None:
+    async def _operate(self, websocket: StationSocket) -> None:
         """Heartbeats and traffic at their rates; what the CSMS asked for comes first."""
         loop = asyncio.get_running_loop()
         rate = self._config.message_rate
@@ -296,9 +291,7 @@ class SimulatedStation:
     def _heartbeat_interval(self) -> float:
         return self._config.heartbeat_interval or self._interval
 
-    async def _send_statuses(
-        self, websocket: ClientConnection, connectors: list[Connector]
-    ) -> None:
+    async def _send_statuses(self, websocket: StationSocket, connectors: list[Connector]) -> None:
         for evse, connector in connectors:
             self._check_reset()
             await self._call(websocket, "StatusNotification", self._status(evse, connector))
@@ -311,7 +304,7 @@ class SimulatedStation:
             "connectorId": connector,
         }
 
-    async def _send_traffic(self, websocket: ClientConnection) -> None:
+    async def _send_traffic(self, websocket: StationSocket) -> None:
         """Half status changes (Available <-> Occupied), half single-part NotifyEvent reports."""
         if self._random.random() < 0.5:
             changeable = [key for key, status in self._statuses.items() if status != UNAVAILABLE]
@@ -335,13 +328,13 @@ class SimulatedStation:
         await self._call(websocket, "NotifyEvent", payload)
 
     async def _call(
-        self, websocket: ClientConnection, action: str, payload: dict[str, Any]
+        self, websocket: StationSocket, action: str, payload: dict[str, Any]
     ) -> Answer | None:
         """Send one CALL and wait for its answer (None after `call_timeout`), answering any
         CSMS CALL that arrives meanwhile. The latency is CALL sent -> answer received."""
         message_id = str(next(self._ids))
         started = time.perf_counter()
-        await websocket.send(encode(Call(message_id, action, payload)))
+        websocket.send(encode(Call(message_id, action, payload)))
         self._stats.sent += 1
         self._stats.in_flight += 1
         deadline = asyncio.get_running_loop().time() + self._config.call_timeout
@@ -357,32 +350,26 @@ class SimulatedStation:
         self._stats.answered(action, time.perf_counter() - started, error_code)
         return answer
 
-    async def _idle(self, websocket: ClientConnection, until: float) -> None:
+    async def _idle(self, websocket: StationSocket, until: float) -> None:
         """Serve the socket until `until`, or until a CSMS CALL asked for something."""
         await self._receive(websocket, until, None)
 
     async def _receive(
-        self, websocket: ClientConnection, until: float, expected: str | None
+        self, websocket: StationSocket, until: float, expected: str | None
     ) -> Answer | None:
-        loop = asyncio.get_running_loop()
         while expected is not None or not self._has_work():
-            remaining = until - loop.time()
-            if remaining <= 0:
-                return None
-            try:
-                async with asyncio.timeout(remaining):
-                    raw = await websocket.recv()
-            except TimeoutError:
+            raw = await websocket.recv(until)
+            if raw is None:
                 return None
             try:
                 frame = parse_frame(raw)
             except FrameError as error:
                 self._stats.bad_frames += 1
                 if error.reply:
-                    await websocket.send(encode(error.to_call_error()))
+                    websocket.send(encode(error.to_call_error()))
                 continue
             if isinstance(frame, Call):
-                await self._answer(websocket, frame)
+                self._answer(websocket, frame)
             elif frame.message_id == expected:
                 return frame
             else:
@@ -402,7 +389,7 @@ class SimulatedStation:
 
     # CSMS -> station
 
-    async def _answer(self, websocket: ClientConnection, call: Call) -> None:
+    def _answer(self, websocket: StationSocket, call: Call) -> None:
         self._stats.csms_calls += 1
         handler = self._handlers.get(call.action)
         try:
@@ -413,7 +400,7 @@ class SimulatedStation:
             reply: CallResult | CallError = CallResult(call.message_id, handler(self, call.payload))
         except OcppError as error:
             reply = call_error_for(call.message_id, error)
-        await websocket.send(encode(reply))
+        websocket.send(encode(reply))
 
     def _on_reset(self, payload: dict[str, Any]) -> dict[str, Any]:
         evse = payload.get("evseId")
