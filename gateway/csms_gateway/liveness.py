@@ -13,7 +13,7 @@ from csms.bus import topology
 from csms.bus.base import Bus
 from csms.bus.envelopes import Seen
 from csms.bus.message import BusError, BusMessage
-from csms.timeutil import format_datetime, utcnow
+from csms.timeutil import format_datetime, now_text
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SeenTracker:
         for index, chunk in enumerate(chunks):
             beat: Seen = {
                 "gatewayId": self._gateway_id,
-                "beatAt": format_datetime(utcnow()),
+                "beatAt": now_text(),
                 "seen": {station: _iso(at) for station, at in chunk},
             }
             try:

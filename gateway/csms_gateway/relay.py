@@ -33,7 +33,7 @@ from csms.ocpp.actions import StationAction, check_station_action
 from csms.ocpp.errors import InternalError, SecurityError
 from csms.ocpp.frames import Call
 from csms.ocpp.validation import validate_request
-from csms.timeutil import format_datetime, utcnow
+from csms.timeutil import format_datetime, now_text
 from csms_gateway.admission import Admission
 from csms_gateway.liveness import SeenTracker
 from csms_gateway.outbox import Outbox
@@ -166,7 +166,7 @@ class Relay:
             "stationId": station_id,
             "connectionId": session.connection_id,
             "gatewayId": self.gateway_id,
-            "disconnectedAt": format_datetime(utcnow()),
+            "disconnectedAt": now_text(),
             "lastSeenAt": _iso(session.last_seen_at),
         }
         try:
@@ -188,7 +188,7 @@ class Relay:
             raise SecurityError(f"{action} refused: the station's boot is not Accepted")
         validate_request(action, call.payload)
         if action is StationAction.HEARTBEAT:
-            return {"currentTime": format_datetime(utcnow())}
+            return {"currentTime": now_text()}
         message = self._station_message(session, call)
         if action is StationAction.BOOT_NOTIFICATION:
             return await self._boot(session, message)
@@ -211,7 +211,7 @@ class Relay:
             "ocppMessageId": call.message_id,
             "action": call.action,
             "payload": call.payload,
-            "receivedAt": format_datetime(utcnow()),
+            "receivedAt": now_text(),
         }
 
     async def _publish(self, action: StationAction, message: StationMessage) -> None:
@@ -239,7 +239,7 @@ class Relay:
             raise InternalError("boot could not be stored, send it again") from exc
         session.boot_status = decision["status"]
         return {
-            "currentTime": format_datetime(utcnow()),
+            "currentTime": now_text(),
             "interval": decision["interval"],
             "status": decision["status"],
         }

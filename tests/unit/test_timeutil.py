@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from csms.timeutil import format_datetime, parse_datetime, utcnow
+from csms import timeutil
+from csms.timeutil import format_datetime, now_text, parse_datetime, utcnow
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,28 @@ def test_utcnow_is_aware_utc_and_formats_with_z() -> None:
     assert now.tzinfo is UTC
     assert abs(datetime.now(UTC) - now) < timedelta(seconds=5)
     assert format_datetime(now).endswith("Z")
+
+
+def test_format_gives_the_same_text_on_the_utc_fast_path() -> None:
+    value = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    offset = value.astimezone(timezone(timedelta(hours=-3)))
+    for timespec in ("seconds", "milliseconds", "microseconds"):
+        assert format_datetime(value, timespec) == format_datetime(offset, timespec)
+
+
+def test_now_text_is_the_current_millisecond_formatted() -> None:
+    before = format_datetime(utcnow())
+    first, second = now_text(), now_text()
+    after = format_datetime(utcnow())
+    assert before <= first <= second <= after
+    assert parse_datetime(first).microsecond % 1000 == 0
+
+
+@pytest.mark.parametrize("millisecond", [0, 1, 999, 1_000, 1_717_243_200_123, 4_102_444_799_999])
+def test_now_text_formats_a_millisecond_as_format_datetime_does(
+    monkeypatch: pytest.MonkeyPatch, millisecond: int
+) -> None:
+    monkeypatch.setattr(timeutil.time, "time_ns", lambda: millisecond * 1_000_000 + 999_999)
+    monkeypatch.setattr(timeutil, "_clock", timeutil._Clock())
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millisecond)
+    assert now_text() == format_datetime(moment)

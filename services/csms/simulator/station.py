@@ -40,7 +40,7 @@ from csms.ocpp.validation import known_actions
 from csms.simulator.config import SimulationConfig
 from csms.simulator.station_socket import StationSocket
 from csms.simulator.stats import SimulationStats
-from csms.timeutil import format_datetime, utcnow
+from csms.timeutil import now_text
 
 SUBPROTOCOL = Subprotocol("ocpp2.0.1")
 ACCEPTED = "Accepted"
@@ -62,10 +62,6 @@ class _Reboot(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _now() -> str:
-    return format_datetime(utcnow())
 
 
 def _describe(error: BaseException) -> str:
@@ -298,7 +294,7 @@ class SimulatedStation:
 
     def _status(self, evse: int, connector: int) -> dict[str, Any]:
         return {
-            "timestamp": _now(),
+            "timestamp": now_text(),
             "connectorStatus": self._statuses[evse, connector],
             "evseId": evse,
             "connectorId": connector,
@@ -314,7 +310,7 @@ class SimulatedStation:
                 await self._call(websocket, "StatusNotification", self._status(*key))
                 return
         evse, connector = self._random.choice(list(self._statuses))
-        now = _now()
+        now = now_text()
         event = {
             "eventId": next(self._event_ids),
             "timestamp": now,
