@@ -8,6 +8,11 @@ it gives up and retries, which would waste the work already done for it.
 A refusal costs the gateway a TLS/HTTP handshake too, so the refused must not come back in
 waves that are refused again: each is given its own later turn, spaced at the rate the window
 has been completing admissions, so that a storm returns as a stream the gateway can take.
+
+A refusal and the retry cost the station and the gateway more than the wait they save when
+the gateway keeps up, so the bound grows with the rate at which admissions complete: past
+`limit`, the window admits as many as it completed in the last `_TARGET_WAIT` seconds' worth
+(ADR 0020). The admitted still wait their turn at most about that long.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ _INITIAL_RATE = 200.0
 # Turns are spaced for this multiple of the measured rate: a turn given too early costs one
 # more refusal and a later turn, one given too late leaves the gateway idle, which costs more.
 _OPTIMISM = 2.0
+# Seconds of completed admissions the window may hold in progress beyond its limit.
+_TARGET_WAIT = 10.0
 
 
 class AdmissionWindow:
@@ -45,11 +52,13 @@ class AdmissionWindow:
         self._tokens = itertools.count(1)
 
     def try_admit(self) -> int | None:
-        """A token for a new connection, or None when too many are in progress."""
+        """A token for a new connection, or None when too many are in progress: `limit`, or
+        as many as completed in the last `_TARGET_WAIT` seconds' worth if that is more."""
         now = time.monotonic()
         while self._open and next(iter(self._open.values())) <= now:
             self._open.popitem(last=False)
-        if len(self._open) >= self._limit:
+        in_progress = len(self._open)
+        if in_progress >= self._limit and in_progress >= _TARGET_WAIT * self._measured(now):
             return None
         token = next(self._tokens)
         self._open[token] = now + self._expiry
@@ -72,11 +81,17 @@ class AdmissionWindow:
 
     def _rate(self, now: float) -> float:
         """The rate to space turns for: from the admissions completed recently."""
+        measured = self._measured(now)
+        if not measured:
+            return _INITIAL_RATE
+        return max(1.0, _OPTIMISM * measured)
+
+    def _measured(self, now: float) -> float:
+        """Admissions completed per second recently; 0 if none."""
         self._forget_completed_before(now - _RATE_WINDOW)
         if not self._completed:
-            return _INITIAL_RATE
-        measured = len(self._completed) / max(1.0, now - self._completed[0])
-        return max(1.0, _OPTIMISM * measured)
+            return 0.0
+        return len(self._completed) / max(1.0, now - self._completed[0])
 
     def in_progress(self) -> int:
         return len(self._open)

@@ -112,10 +112,12 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_connections: int = Field(default=20000, ge=1)
-    # Connections admitted whose registration is not yet recorded; more get 503 + Retry-After.
-    # Bounds how many boots can queue behind them: at 5,000, a 10,000-station storm left boots
-    # waiting past stations' timeouts; at 2,000 none timed out.
-    max_admissions_in_progress: int = Field(default=2000, ge=1)
+    # Connections admitted whose registration is not yet recorded; more get 503 + Retry-After
+    # (past it, as many as completed in the last 10 s: see pacing.py). Bounds how many boots
+    # queue behind them, so it must suit the registration rate: the last admitted waits about
+    # this many / that rate. A refusal costs a handshake and a retry, so too low costs the
+    # storm time (ADR 0020).
+    max_admissions_in_progress: int = Field(default=10000, ge=1)
     overload_retry_after: int = Field(default=2, ge=1)
     # Token bucket per station: sustained CALLs per second and burst.
     station_rate: float = Field(default=20.0, gt=0)

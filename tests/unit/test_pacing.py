@@ -111,3 +111,20 @@ def test_a_gateway_that_never_refuses_keeps_only_recent_completions(
         clock.now += 0.36
     # Only the last 10 s of completions are remembered (the rate's window).
     assert len(window._completed) <= 10 / 0.36 + 1
+
+
+def test_the_bound_grows_to_the_admissions_completed_in_the_target_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window, clock = _clocked_window(monkeypatch, limit=10)
+    for _ in range(20):  # 20 completions over two seconds: 10 per second
+        window.release(window.try_admit())
+        clock.now += 0.1
+    admitted = [window.try_admit() for _ in range(150)]
+    # 10 per second for the 10 s target wait: 100 in progress, not the limit's 10.
+    assert sum(token is not None for token in admitted) == 100
+    # Once the completions are older than the rate's window, the limit alone holds again.
+    clock.now += 30
+    window.release(admitted[0])
+    assert window.in_progress() == 99
+    assert window.try_admit() is None
