@@ -11,8 +11,8 @@ has been completing admissions, so that a storm returns as a stream the gateway 
 
 A refusal and the retry cost the station and the gateway more than the wait they save when
 the gateway keeps up, so the bound grows with the rate at which admissions complete: past
-`limit`, the window admits as many as it completed in the last `_TARGET_WAIT` seconds' worth
-(ADR 0020). The admitted still wait their turn at most about that long.
+`limit`, the window admits as many as complete in `_TARGET_WAIT` seconds at the recent rate
+(ADR 0020). The admitted then wait their turn about that long at most.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class AdmissionWindow:
 
     def try_admit(self) -> int | None:
         """A token for a new connection, or None when too many are in progress: `limit`, or
-        as many as completed in the last `_TARGET_WAIT` seconds' worth if that is more."""
+        as many as complete in `_TARGET_WAIT` seconds at the recent rate if that is more."""
         now = time.monotonic()
         while self._open and next(iter(self._open.values())) <= now:
             self._open.popitem(last=False)

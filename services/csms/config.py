@@ -112,11 +112,11 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_connections: int = Field(default=20000, ge=1)
-    # Connections admitted whose registration is not yet recorded; more get 503 + Retry-After
-    # (past it, as many as completed in the last 10 s: see pacing.py). Bounds how many boots
-    # queue behind them, so it must suit the registration rate: the last admitted waits about
-    # this many / that rate. A refusal costs a handshake and a retry, so too low costs the
-    # storm time (ADR 0020).
+    # Connections admitted whose registration is not yet recorded (or, if more, as many as
+    # complete in 10 s at the recent rate: see pacing.py); more get 503 + Retry-After. Bounds
+    # how many boots queue behind them, so it must suit the registration rate: the last
+    # admitted waits about this many / that rate. A refusal costs a handshake and a retry, so
+    # too low a bound costs storm time (ADR 0020).
     max_admissions_in_progress: int = Field(default=10000, ge=1)
     overload_retry_after: int = Field(default=2, ge=1)
     # Token bucket per station: sustained CALLs per second and burst.

@@ -88,6 +88,8 @@ class StationSocket(asyncio.Protocol):
                 await socket._opened
         except BaseException:
             if socket is not None:
+                # Nobody waits for the handshake any more: no error for it to carry.
+                socket._opened.cancel()
                 socket.abort()
             raise
         return socket
