@@ -7,13 +7,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
 
 from csms.bus import topology
 from csms.bus.base import Bus
 from csms.bus.envelopes import Seen
 from csms.bus.message import BusError, BusMessage
-from csms.timeutil import format_datetime, now_text
+from csms.timeutil import format_epoch, now_text
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class SeenTracker:
             beat: Seen = {
                 "gatewayId": self._gateway_id,
                 "beatAt": now_text(),
-                "seen": {station: _iso(at) for station, at in chunk},
+                "seen": {station: format_epoch(at) for station, at in chunk},
             }
             try:
                 await self._bus.publish(
@@ -77,7 +76,3 @@ class SeenTracker:
                     for station, at in chunk_left:
                         self._seen.setdefault(station, at)
                 raise
-
-
-def _iso(epoch: float) -> str:
-    return format_datetime(datetime.fromtimestamp(epoch, UTC))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from csms.bus import topology
@@ -33,7 +32,7 @@ from csms.ocpp.actions import StationAction, check_station_action
 from csms.ocpp.errors import InternalError, SecurityError
 from csms.ocpp.frames import Call
 from csms.ocpp.validation import validate_request
-from csms.timeutil import format_datetime, now_text
+from csms.timeutil import format_epoch, now_text
 from csms_gateway.admission import Admission
 from csms_gateway.liveness import SeenTracker
 from csms_gateway.outbox import Outbox
@@ -57,10 +56,6 @@ CLOSE_DEREGISTERED = 4001
 CLOSE_REPLACED = 4000
 # Station messages per bus message at most (each at most one 64 KiB frame).
 _MAX_PUBLISH_BATCH = 100
-
-
-def _iso(epoch: float) -> str:
-    return format_datetime(datetime.fromtimestamp(epoch, UTC))
 
 
 async def _registered(registration: asyncio.Future[str | None]) -> str | None:
@@ -138,7 +133,7 @@ class Relay:
             "stationId": station_id,
             "connectionId": session.connection_id,
             "gatewayId": self.gateway_id,
-            "connectedAt": _iso(session.connected_at),
+            "connectedAt": format_epoch(session.connected_at),
         }
         session.registration = asyncio.ensure_future(self._registration(session, connected))
 
@@ -167,7 +162,7 @@ class Relay:
             "connectionId": session.connection_id,
             "gatewayId": self.gateway_id,
             "disconnectedAt": now_text(),
-            "lastSeenAt": _iso(session.last_seen_at),
+            "lastSeenAt": format_epoch(session.last_seen_at),
         }
         try:
             await self._disconnections.put(disconnected)

@@ -29,6 +29,11 @@ def format_datetime(value: datetime, timespec: str = "milliseconds") -> str:
     return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
+def format_epoch(seconds: float) -> str:
+    """A POSIX timestamp (`time.time()`) as `format_datetime` writes it."""
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))
+
+
 class _Clock:
     """The current millisecond as OCPP text, formatted once per millisecond: under load a
     gateway stamps several messages in each one."""
@@ -49,7 +54,6 @@ def now_text() -> str:
     millisecond = time.time_ns() // 1_000_000
     clock = _clock
     if millisecond != clock.millisecond:
-        moment = datetime.fromtimestamp(millisecond / 1000, UTC)
-        clock.text = moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+        clock.text = format_epoch(millisecond / 1000)
         clock.millisecond = millisecond
     return clock.text

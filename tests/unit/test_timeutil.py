@@ -97,3 +97,8 @@ def test_now_text_formats_a_millisecond_as_format_datetime_does(
     monkeypatch.setattr(timeutil, "_clock", timeutil._Clock())
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millisecond)
     assert now_text() == format_datetime(moment)
+
+
+def test_format_epoch_is_format_datetime_of_that_moment() -> None:
+    assert timeutil.format_epoch(1_717_243_200.1239) == "2024-06-01T12:00:00.123Z"
+    assert timeutil.format_epoch(0) == "1970-01-01T00:00:00.000Z"
