@@ -52,7 +52,19 @@ class KeepAlivePool:
         try:
             if connection is None:
                 connection = await self._connect()
-            status, content, keep_alive = await self._exchange(connection, method, path, body)
+                answer = await self._exchange(connection, method, path, body)
+            else:
+                try:
+                    answer = await self._exchange(connection, method, path, body)
+                except asyncio.IncompleteReadError as e:
+                    if e.partial:
+                        raise
+                    # Closed before any answer: the server dropped the idle connection (its
+                    # keep-alive timeout), so the request goes again, once, on a new one.
+                    self._forget(connection)
+                    connection = await self._connect()
+                    answer = await self._exchange(connection, method, path, body)
+            status, content, keep_alive = answer
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
             self._drop(connection)
             raise HttpError(type(e).__name__) from e
@@ -80,9 +92,12 @@ class KeepAlivePool:
 
     def _drop(self, connection: _Connection | None) -> None:
         if connection is not None:
-            connection.close()
-            self._opened.discard(connection)
+            self._forget(connection)
         self._free.put_nowait(None)
+
+    def _forget(self, connection: _Connection) -> None:
+        connection.close()
+        self._opened.discard(connection)
 
     async def _exchange(
         self, connection: _Connection, method: str, path: str, body: Any
