@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from csms.bus.envelopes import BootReply, StationMessage
-from csms.db.boots import BootPolicy, BootReport, record_boots
+from csms.db.boots import BootPolicy, BootReport
+from csms.db.registration_writes import RegistrationWrites
 from csms.timeutil import parse_datetime
 
 
 async def handle_boot_notifications(
-    session: AsyncSession, messages: list[StationMessage], policy: BootPolicy
+    writes: RegistrationWrites, messages: list[StationMessage], policy: BootPolicy
 ) -> list[BootReply]:
     """A batch of boots; one reply (the decision) per message, in order."""
-    decisions = await record_boots(
-        session,
+    decisions = await writes.record_boots(
         [
             BootReport(
                 station_id=message["stationId"],

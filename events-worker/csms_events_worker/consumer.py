@@ -18,6 +18,8 @@ from csms.config import Settings
 from csms.db.boots import BootPolicy
 from csms.db.engine import engine_of, is_sqlite
 from csms.db.ingest_writes import ingest_writes
+from csms.db.presence import Replaced
+from csms.db.registration_writes import registration_writes
 from csms.db.sqlite_checkpoints import SqliteCheckpoints
 from csms.db.sqlite_writer import has_own_file
 from csms_events_worker.alerts import close_stale_reports, log_gaps, notify_event_reports
@@ -56,6 +58,7 @@ class EventsWorker:
         # here instead (in order), and grow while they wait.
         self._one_writer = asyncio.Lock() if is_sqlite(sessions) else None
         self._ingest = ingest_writes(sessions)
+        self._registration = registration_writes(sessions)
         engine = engine_of(sessions)
         self._checkpoints = SqliteCheckpoints(engine) if has_own_file(engine) else None
 
@@ -72,11 +75,11 @@ class EventsWorker:
         # and registrations, which stations wait on, then wait at most that long, and every
         # transaction stores many stations.
         bulk: list[tuple[str, Transact, int]] = [
-            (topology.BOOT_QUEUE.name, self._in_session(self._boots), concurrency),
+            (topology.BOOT_QUEUE.name, self._boots, concurrency),
             (topology.STATUS_QUEUE.name, self._statuses, concurrency),
             # NotifyEvent order carries meaning (seqNo): one batch at a time, in publish order.
             (topology.ALERTS_QUEUE.name, self._alerts, 1),
-            (topology.PRESENCE_QUEUE.name, self._in_session(self._presence), concurrency),
+            (topology.PRESENCE_QUEUE.name, self._presence, concurrency),
             (topology.REGISTRY_QUEUE.name, self._in_session(handle_credentials), concurrency),
         ]
         for queue, handler, queue_concurrency in bulk:
@@ -97,21 +100,25 @@ class EventsWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         await self._ingest.close()
+        await self._registration.close()
         if self._checkpoints is not None:
             await asyncio.to_thread(self._checkpoints.stop)
 
-    async def _boots(self, session: AsyncSession, messages: list[BusMessage]) -> list[Body | None]:
-        replies = await handle_boot_notifications(
-            session, [cast(StationMessage, message.body) for message in messages], self._policy
-        )
+    async def _boots(self, messages: list[BusMessage]) -> list[Body | None]:
+        async with self._writer_turn():
+            replies = await handle_boot_notifications(
+                self._registration, _station_messages(messages), self._policy
+            )
         return [dict(reply) for reply in replies]
 
-    async def _presence(
-        self, session: AsyncSession, messages: list[BusMessage]
-    ) -> list[Body | None]:
-        replies, replaced = await handle_presence(session, messages)
-        # Each gateway holding a replaced connection closes it (ADR 0010): one message per
-        # gateway, sent before the commit (a repeat after a failed commit changes nothing).
+    async def _presence(self, messages: list[BusMessage]) -> list[Body | None]:
+        async with self._writer_turn():
+            return await handle_presence(self._registration, messages, self._take_over)
+
+    async def _take_over(self, replaced: list[Replaced]) -> None:
+        """Each gateway holding a replaced connection closes it (ADR 0010): one message per
+        gateway, sent before the commit (a repeat after a failed commit changes nothing; after
+        a commit, a redelivery would no longer find the replaced connection)."""
         sent = [
             self._bus.publish(
                 topology.COMMANDS_EXCHANGE,
@@ -126,7 +133,6 @@ class EventsWorker:
                 log.warning("a takeover was not sent: %s", outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome
-        return replies
 
     def _in_session(self, handler: BulkHandler) -> Transact:
         async def transact(parts: list[BusMessage]) -> list[Body | None] | None:

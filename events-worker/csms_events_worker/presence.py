@@ -12,15 +12,15 @@ from csms.bus import topology
 from csms.bus.envelopes import Connected, ConnectedReply, Disconnected, Seen, Takeover
 from csms.bus.message import Body, BusMessage
 from csms.db.presence import (
+    BeforeCommit,
     Connection,
     Disconnection,
+    PresenceBatch,
     Replaced,
     close_silent_gateways,
-    record_connections,
-    record_disconnections,
-    record_gateways_heard,
-    record_seen,
+    latest_times,
 )
+from csms.db.registration_writes import RegistrationWrites
 from csms.timeutil import parse_datetime, utcnow
 
 log = logging.getLogger(__name__)
@@ -29,46 +29,46 @@ _FORGET_GATEWAYS_AFTER = timedelta(hours=1)
 
 
 async def handle_presence(
-    session: AsyncSession, messages: list[BusMessage]
-) -> tuple[list[Body | None], list[Replaced]]:
-    """A batch of presence events; connections are recorded together. The outcome does not
-    depend on the order of connected and disconnected events (see docs/adr/0003). Returns the
-    replies, and the connections on other gateways that new ones replaced."""
-    connected = [m for m in messages if m.type == topology.STATION_CONNECTED]
-    await record_gateways_heard(session, _gateways_heard(messages))
-    recorded = await record_connections(
-        session,
-        [
-            Connection(
-                connection_id=body["connectionId"],
-                station_id=body["stationId"],
-                gateway_id=body["gatewayId"],
-                connected_at=parse_datetime(body["connectedAt"]),
-            )
-            for body in (cast(Connected, m.body) for m in connected)
+    writes: RegistrationWrites, messages: list[BusMessage], before_commit: BeforeCommit
+) -> list[Body | None]:
+    """A batch of presence events, in one transaction; the outcome does not depend on the
+    order of connected and disconnected events (see docs/adr/0003). `before_commit` is given
+    the connections on other gateways that new ones replaced. Returns the replies."""
+    registrations = await writes.record_presence(presence_batch(messages), before_commit)
+    replies: list[Body | None] = []
+    for message in messages:
+        if message.type == topology.STATION_CONNECTED:
+            boot_status, profile = registrations.get(message.body["stationId"], (None, 0))
+            reply: ConnectedReply = {"bootStatus": boot_status, "securityProfile": profile}
+            replies.append(dict(reply))
+            continue
+        if message.type not in (topology.STATION_SEEN, topology.STATION_DISCONNECTED):
+            log.warning("ignoring presence message of unknown type %r", message.type)
+        replies.append(None)
+    return replies
+
+
+def presence_batch(messages: list[BusMessage]) -> PresenceBatch:
+    return PresenceBatch(
+        heard=_gateways_heard(messages),
+        connections=[
+            _connection(cast(Connected, m.body))
+            for m in messages
+            if m.type == topology.STATION_CONNECTED
         ],
-    )
-    await record_disconnections(
-        session,
-        [
+        disconnections=[
             _disconnection(cast(Disconnected, m.body))
             for m in messages
             if m.type == topology.STATION_DISCONNECTED
         ],
+        # Last-seen times only move forward: each station's latest of the batch does it all.
+        seen=latest_times(
+            (station, parse_datetime(at))
+            for m in messages
+            if m.type == topology.STATION_SEEN
+            for station, at in cast(Seen, m.body)["seen"].items()
+        ),
     )
-    replies: list[Body | None] = []
-    for message in messages:
-        if message.type == topology.STATION_CONNECTED:
-            boot_status, profile = recorded.registrations.get(message.body["stationId"], (None, 0))
-            reply: ConnectedReply = {"bootStatus": boot_status, "securityProfile": profile}
-            replies.append(dict(reply))
-            continue
-        if message.type == topology.STATION_SEEN:
-            await _seen(session, cast(Seen, message.body))
-        elif message.type != topology.STATION_DISCONNECTED:
-            log.warning("ignoring presence message of unknown type %r", message.type)
-        replies.append(None)
-    return replies, recorded.replaced
 
 
 def takeovers(replaced: list[Replaced]) -> dict[str, list[Takeover]]:
@@ -94,6 +94,15 @@ def _gateways_heard(messages: list[BusMessage]) -> dict[str, datetime]:
     return heard
 
 
+def _connection(new: Connected) -> Connection:
+    return Connection(
+        connection_id=new["connectionId"],
+        station_id=new["stationId"],
+        gateway_id=new["gatewayId"],
+        connected_at=parse_datetime(new["connectedAt"]),
+    )
+
+
 def _disconnection(gone: Disconnected) -> Disconnection:
     last_seen = gone.get("lastSeenAt")
     return Disconnection(
@@ -102,12 +111,6 @@ def _disconnection(gone: Disconnected) -> Disconnection:
         gateway_id=gone["gatewayId"],
         disconnected_at=parse_datetime(gone["disconnectedAt"]),
         last_seen_at=parse_datetime(last_seen) if last_seen else None,
-    )
-
-
-async def _seen(session: AsyncSession, seen: Seen) -> None:
-    await record_seen(
-        session, {station: parse_datetime(at) for station, at in seen["seen"].items()}
     )
 
 

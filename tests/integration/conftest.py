@@ -6,6 +6,7 @@ outer transaction that is rolled back when the test ends, so tests never see eac
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,19 @@ def new_database(kind: str, directory: Path) -> tuple[str, str | None]:
 def remove_database(name: str | None) -> None:
     if name is not None:
         services.run_sync(services.drop_database(name))
+
+
+@contextlib.asynccontextmanager
+async def migrated_engine(kind: str, directory: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database migrated to head, dropped afterwards."""
+    url, name = new_database(kind, directory)
+    migrate(url)
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        remove_database(name)
 
 
 @pytest.fixture(scope="session", params=DATABASE_KINDS)

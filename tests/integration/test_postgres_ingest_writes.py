@@ -4,17 +4,16 @@ the same rows, batch for batch, and a failed batch leaves nothing behind."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from csms.db.engine import create_engine, create_session_factory
+from csms.db.engine import create_session_factory
 from csms.db.ingest_writes import ingest_writes
 from csms.db.models import ConnectorStatus, EventData, EventSequence, StatusNotification
 from csms.db.postgres_ingest_writes import PostgresIngestWrites
-from tests.integration.conftest import migrate, new_database, remove_database
+from tests.integration.conftest import migrated_engine
 from tests.integration.test_sqlite_ingest_writes import (
     notify,
     notify_events_stored_alike,
@@ -28,12 +27,8 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(scope="module")
 async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
-    url, name = new_database("postgres", Path(tmp_path_factory.mktemp("postgres")))
-    migrate(url)
-    engine = create_engine(url)
-    yield engine
-    await engine.dispose()
-    remove_database(name)
+    async with migrated_engine("postgres", tmp_path_factory.mktemp("postgres")) as engine:
+        yield engine
 
 
 @pytest.fixture

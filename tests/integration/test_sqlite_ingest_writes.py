@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from csms.db.engine import create_engine, create_session_factory
+from csms.db.engine import create_session_factory
 from csms.db.events import Gap, NotifyEventReport, record_notify_events
 from csms.db.ingest_writes import IngestWrites
 from csms.db.models import (
@@ -30,7 +30,7 @@ from csms.db.models import (
 from csms.db.sqlite_ingest_writes import SqliteIngestWrites
 from csms.db.statuses import StatusReport, record_statuses
 from csms.timeutil import format_datetime
-from tests.integration.conftest import migrate, new_database
+from tests.integration.conftest import migrated_engine
 from tests.integration.test_repositories import event_item
 
 pytestmark = pytest.mark.services
@@ -40,11 +40,8 @@ T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
-    url, _ = new_database("sqlite", tmp_path_factory.mktemp("direct"))
-    migrate(url)
-    engine = create_engine(url)
-    yield engine
-    await engine.dispose()
+    async with migrated_engine("sqlite", tmp_path_factory.mktemp("direct")) as engine:
+        yield engine
 
 
 @pytest.fixture

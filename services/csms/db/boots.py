@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from csms.db.dialect import insert
 from csms.db.models import BootNotification, Command, Station, table_of
-from csms.db.presence import touch_last_seen
+from csms.db.presence import latest_times, touch_last_seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,68 @@ async def record_boots(
     if not reports:
         return []
     stations = await _locked_stations(session, reports)
-    decided = await _earlier_decisions(session, reports)
+    writes = plan_boots(reports, stations, await _earlier_decisions(session, reports), policy)
+    if not writes.boots:
+        return writes.decisions
+    connection = await session.connection()
+    await connection.execute(table_of(BootNotification).insert(), writes.boots)
+    await connection.execute(
+        _UPDATE_STATION,
+        [
+            {"sid": boot["station_id"], "boot_status": boot["status"], "at": boot["received_at"]}
+            | {field: boot[field] for field in BOOT_FIELDS}
+            for boot in newest_boots(writes.boots)
+        ],
+    )
+    await touch_last_seen(session, boots_seen(writes.boots))
+    # The station booted again: the resets it acknowledged are done.
+    await connection.execute(
+        _CLOSE_RESETS, [{"sid": b["station_id"], "at": b["received_at"]} for b in writes.boots]
+    )
+    return writes.decisions
+
+
+# A boot's natural key: station, connection, OCPP message id.
+BootKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What the boot decision reads of a station (its row, locked)."""
+
+    registration_status: str | None
+    heartbeat_interval: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BootWrites:
+    """What a batch of boots stores: one decision per report, and boot_notification's rows for
+    the boots not stored before, in batch order."""
+
+    decisions: list[BootDecision]
+    boots: list[dict[str, Any]]
+
+
+def first_contacts(reports: list[BootReport]) -> list[tuple[str, datetime]]:
+    """The batch's stations in id order (the order they are locked in, so that concurrent
+    batches cannot deadlock), each with its first boot's time: its row's creation if new."""
+    first = {report.station_id: report.received_at for report in reversed(reports)}
+    return sorted(first.items())
+
+
+def boot_keys(reports: list[BootReport]) -> list[BootKey]:
+    return sorted({(r.station_id, r.connection_id, r.ocpp_message_id) for r in reports})
+
+
+def plan_boots(
+    reports: list[BootReport],
+    stations: dict[str, Registration],
+    decided: dict[BootKey, BootDecision],
+    policy: BootPolicy,
+) -> BootWrites:
+    """The writes of a batch, given its stations' registrations and the decisions already
+    recorded for its keys; a key repeated in the batch is decided once."""
+    decided = dict(decided)
     decisions: list[BootDecision] = []
     boots: list[dict[str, Any]] = []
     for report in reports:
@@ -91,35 +152,27 @@ async def record_boots(
                 **_boot_data(report.payload),
             }
         )
-    if not boots:
-        return decisions
-    connection = await session.connection()
-    await connection.execute(table_of(BootNotification).insert(), boots)
-    # In order: a later boot of the same station in the batch wins, an older one changes
-    # nothing (the condition compares with what the earlier rows wrote).
-    await connection.execute(
-        _UPDATE_STATION,
-        [
-            {"sid": boot["station_id"], "boot_status": boot["status"], "at": boot["received_at"]}
-            | {field: boot[field] for field in _BOOT_FIELDS}
-            for boot in boots
-        ],
-    )
-    seen: dict[str, datetime] = {}
+    return BootWrites(decisions, boots)
+
+
+def newest_boots(boots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each station's newest boot (the last of equally new ones), in station order: its data
+    goes on the station unless a newer boot is stored already."""
+    newest: dict[str, dict[str, Any]] = {}
     for boot in boots:
-        seen[boot["station_id"]] = max(
-            boot["received_at"], seen.get(boot["station_id"], boot["received_at"])
-        )
-    await touch_last_seen(session, seen)
-    # The station booted again: the resets it acknowledged are done.
-    await connection.execute(
-        _CLOSE_RESETS, [{"sid": b["station_id"], "at": b["received_at"]} for b in boots]
-    )
-    return decisions
+        station_id = boot["station_id"]
+        if station_id not in newest or newest[station_id]["received_at"] <= boot["received_at"]:
+            newest[station_id] = boot
+    return [newest[station_id] for station_id in sorted(newest)]
+
+
+def boots_seen(boots: list[dict[str, Any]]) -> dict[str, datetime]:
+    """When each booted station was last seen, by its boots."""
+    return latest_times((boot["station_id"], boot["received_at"]) for boot in boots)
 
 
 # What a boot tells of the station, stored with the boot and on the station.
-_BOOT_FIELDS = (
+BOOT_FIELDS = (
     "vendor_name",
     "model",
     "serial_number",
@@ -140,7 +193,7 @@ def _update_station() -> Any:
         .values(
             boot_status=bindparam("boot_status"),
             last_boot_at=bindparam("at"),
-            **{field: bindparam(field) for field in _BOOT_FIELDS},
+            **{field: bindparam(field) for field in BOOT_FIELDS},
         )
     )
 
@@ -163,15 +216,7 @@ _UPDATE_STATION = _update_station()
 _CLOSE_RESETS = _close_resets()
 
 
-@dataclass(frozen=True, slots=True)
-class _Registration:
-    """What the boot decision reads of a station (its row, locked)."""
-
-    registration_status: str | None
-    heartbeat_interval: int | None
-
-
-def _decide(station: _Registration, policy: BootPolicy) -> BootDecision:
+def _decide(station: Registration, policy: BootPolicy) -> BootDecision:
     status = station.registration_status or policy.unknown_station_status
     if status == "Accepted":
         return BootDecision(status, station.heartbeat_interval or policy.heartbeat_interval)
@@ -193,14 +238,11 @@ def _boot_data(payload: dict[str, Any]) -> dict[str, Any]:
 
 async def _locked_stations(
     session: AsyncSession, reports: list[BootReport]
-) -> dict[str, _Registration]:
-    first_seen = {report.station_id: report.received_at for report in reversed(reports)}
+) -> dict[str, Registration]:
+    first_seen = first_contacts(reports)
     await session.execute(
         insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
-        [
-            {"id": station_id, "connected": False, "created_at": at}
-            for station_id, at in sorted(first_seen.items())
-        ],
+        [{"id": station_id, "connected": False, "created_at": at} for station_id, at in first_seen],
     )
     table = table_of(Station)
     connection = await session.connection()
@@ -208,17 +250,17 @@ async def _locked_stations(
     # command answer for the same station.
     rows = await connection.execute(
         select(table.c.id, table.c.registration_status, table.c.heartbeat_interval)
-        .where(table.c.id.in_(sorted(first_seen)))
+        .where(table.c.id.in_([station_id for station_id, _ in first_seen]))
         .order_by(table.c.id)
         .with_for_update()
     )
-    return {row[0]: _Registration(row[1], row[2]) for row in rows}
+    return {row[0]: Registration(row[1], row[2]) for row in rows}
 
 
 async def _earlier_decisions(
     session: AsyncSession, reports: list[BootReport]
-) -> dict[tuple[str, str, str], BootDecision]:
-    keys = sorted({(r.station_id, r.connection_id, r.ocpp_message_id) for r in reports})
+) -> dict[BootKey, BootDecision]:
+    keys = boot_keys(reports)
     rows = await session.execute(
         select(
             BootNotification.station_id,

@@ -1,7 +1,8 @@
 """Where the events worker stores StatusNotifications and NotifyEvents: a batch per call, in a
 transaction of its own. Straight to the driver on Postgres (postgres_ingest_writes.py, ADR 0018)
 and, in standalone mode, on SQLite (sqlite_ingest_writes.py, ADR 0015); through the engine on an
-in-memory SQLite database."""
+in-memory SQLite database. Boots and presence take the same ways (registration_writes.py, ADR
+0021)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Statements sent to asyncpg directly, on a connection of the engine's pool.
 
-For the hot paths (the command journal, the events worker's batches): prepared once per
-connection and taking whole batches as arrays, they cost a fraction of the CPU of the same
-work through SQLAlchemy's statement processing.
+For the hot paths (the command journal; the events worker's batches of statuses, NotifyEvents,
+boots and presence): prepared once per connection and taking whole batches as arrays, they cost
+a fraction of the CPU of the same work through SQLAlchemy's statement processing.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ connection has its own row, so the newest open connection decides, whatever the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,10 +61,13 @@ class Replaced:
     gateway_id: str
 
 
+# Per station: the status its last boot got, and the security profile it is registered for.
+Registrations = dict[str, tuple[str | None, int]]
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedConnections:
-    # Per station: the status its last boot got, and the security profile it is registered for.
-    registrations: dict[str, tuple[str | None, int]]
+    registrations: Registrations
     replaced: list[Replaced]
 
 
@@ -75,13 +79,7 @@ async def record_connections(
     if not connections:
         return RecordedConnections({}, [])
     # executemany of cached statements (see statuses.record_statuses).
-    await session.execute(
-        insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
-        [
-            {"id": station_id, "connected": False, "created_at": at}
-            for station_id, at in sorted({(c.station_id, c.connected_at) for c in connections})
-        ],
-    )
+    await _ensure_stations(session, _connecting_stations(connections))
     await _upsert_connections(
         session,
         "connected_at",
@@ -97,9 +95,9 @@ async def record_connections(
             )
         ).all()
     )
-    still_open = [c for c in connections if c.connection_id not in closed]
-    replaced = await _replaced(session, still_open)
-    if still_open:
+    newest = newest_connections([c for c in connections if c.connection_id not in closed])
+    replaced = await _replaced(session, newest)
+    if newest:
         table = table_of(Station)
         connection = await session.connection()
         # Only a connection newer than the current one becomes current.
@@ -112,10 +110,10 @@ async def record_connections(
             .values(connected=True, connection_id=bindparam("cid"), connected_at=bindparam("at")),
             [
                 {"sid": c.station_id, "cid": c.connection_id, "at": c.connected_at}
-                for c in sorted(still_open, key=lambda c: (c.station_id, c.connected_at))
+                for _, c in sorted(newest.items())
             ],
         )
-    await touch_last_seen(session, {c.station_id: c.connected_at for c in connections})
+    await touch_last_seen(session, _connections_seen(connections))
     rows = await session.execute(
         select(Station.id, Station.boot_status, Station.security_profile).where(
             Station.id.in_(sorted({c.station_id for c in connections}))
@@ -124,13 +122,46 @@ async def record_connections(
     return RecordedConnections({row[0]: (row[1], row[2]) for row in rows}, replaced)
 
 
-async def _replaced(session: AsyncSession, connections: list[Connection]) -> list[Replaced]:
-    """The stations' current open connections on other gateways that the newest of
-    `connections` will replace (only a connection newer than the current one becomes current)."""
+def newest_connections(connections: Iterable[Connection]) -> dict[str, Connection]:
+    """Each station's newest connection (the last of equally new ones): the one that becomes
+    current, unless the current one is newer; applying them one by one leaves the same."""
     newest: dict[str, Connection] = {}
     for c in connections:
         if c.station_id not in newest or newest[c.station_id].connected_at <= c.connected_at:
             newest[c.station_id] = c
+    return newest
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentConnection:
+    """A station's current connection, open, and the gateway holding it."""
+
+    station_id: str
+    connection_id: str | None
+    connected_at: datetime | None
+    gateway_id: str
+
+
+def replaced_by(
+    newest: dict[str, Connection], current: Iterable[CurrentConnection]
+) -> list[Replaced]:
+    """The current connections on other gateways that the stations' newest connections
+    replace (only a connection newer than the current one becomes current); in station order."""
+    replaced: list[Replaced] = []
+    for held in sorted(current, key=lambda held: held.station_id):
+        new = newest.get(held.station_id)
+        if (
+            new is not None
+            and held.connection_id is not None
+            and held.connection_id != new.connection_id
+            and held.gateway_id != new.gateway_id
+            and (held.connected_at is None or held.connected_at <= new.connected_at)
+        ):
+            replaced.append(Replaced(held.station_id, held.connection_id, held.gateway_id))
+    return replaced
+
+
+async def _replaced(session: AsyncSession, newest: dict[str, Connection]) -> list[Replaced]:
     if not newest:
         return []
     current = await session.execute(
@@ -140,17 +171,16 @@ async def _replaced(session: AsyncSession, connections: list[Connection]) -> lis
         .join(StationConnection, StationConnection.id == Station.connection_id)
         .where(Station.id.in_(sorted(newest)), Station.connected.is_(True))
     )
-    replaced: list[Replaced] = []
-    for station_id, connection_id, connected_at, gateway_id in current:
-        new = newest[station_id]
-        if (
-            connection_id is not None
-            and connection_id != new.connection_id
-            and gateway_id != new.gateway_id
-            and (connected_at is None or connected_at <= new.connected_at)
-        ):
-            replaced.append(Replaced(station_id, connection_id, gateway_id))
-    return replaced
+    return replaced_by(newest, [CurrentConnection(*row) for row in current])
+
+
+def _connecting_stations(connections: list[Connection]) -> list[tuple[str, datetime]]:
+    """Station rows to create on first contact, in id order: a station's earliest is inserted."""
+    return sorted({(c.station_id, c.connected_at) for c in connections})
+
+
+def _connections_seen(connections: list[Connection]) -> dict[str, datetime]:
+    return latest_times((c.station_id, c.connected_at) for c in connections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +215,8 @@ async def record_disconnections(
     connection. Three statements for any number (a fleet leaving at once is thousands)."""
     if not disconnections:
         return
-    ordered = sorted(disconnections, key=lambda d: (d.station_id, d.connection_id))
-    await session.execute(
-        insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
-        [
-            {"id": station_id, "connected": False, "created_at": at}
-            for station_id, at in {d.station_id: d.disconnected_at for d in ordered}.items()
-        ],
-    )
+    ordered = in_disconnection_order(disconnections)
+    await _ensure_stations(session, _disconnecting_stations(ordered))
     await _upsert_connections(
         session,
         "disconnected_at",
@@ -206,11 +230,29 @@ async def record_disconnections(
         .values(connected=False),
         [{"sid": d.station_id, "cid": d.connection_id} for d in ordered],
     )
-    seen: dict[str, datetime] = {}
-    for d in ordered:
-        if d.last_seen_at is not None:
-            seen[d.station_id] = max(d.last_seen_at, seen.get(d.station_id, d.last_seen_at))
-    await touch_last_seen(session, seen)
+    await touch_last_seen(session, _disconnections_seen(ordered))
+
+
+def in_disconnection_order(disconnections: Iterable[Disconnection]) -> list[Disconnection]:
+    return sorted(disconnections, key=lambda d: (d.station_id, d.connection_id))
+
+
+def _disconnecting_stations(ordered: list[Disconnection]) -> list[tuple[str, datetime]]:
+    """Station rows to create on first contact, one per station."""
+    return list({d.station_id: d.disconnected_at for d in ordered}.items())
+
+
+def _disconnections_seen(disconnections: Iterable[Disconnection]) -> dict[str, datetime]:
+    return latest_times(
+        (d.station_id, d.last_seen_at) for d in disconnections if d.last_seen_at is not None
+    )
+
+
+async def _ensure_stations(session: AsyncSession, rows: list[tuple[str, datetime]]) -> None:
+    await session.execute(
+        insert(session, Station).on_conflict_do_nothing(index_elements=["id"]),
+        [{"id": station_id, "connected": False, "created_at": at} for station_id, at in rows],
+    )
 
 
 async def _upsert_connections(
@@ -237,7 +279,7 @@ async def record_gateways_heard(session: AsyncSession, heard: dict[str, datetime
     """Each gateway was alive at the time given; a gateway's last beat only moves forward.
 
     Gateway rows are locked in id order and before any station row in every presence
-    transaction (see handle_presence), so that concurrent batches do not deadlock.
+    transaction (see record_presence), so that concurrent batches do not deadlock.
     """
     for gateway_id in sorted(heard):
         await _heard_from(session, gateway_id, heard[gateway_id])
@@ -252,6 +294,69 @@ async def _heard_from(session: AsyncSession, gateway_id: str, at: datetime) -> N
             where=Gateway.last_beat_at < upsert.excluded.last_beat_at,
         )
     )
+
+
+# Called with the connections a batch's new ones replaced, before its transaction commits.
+BeforeCommit = Callable[[list[Replaced]], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceBatch:
+    """A batch of presence events, recorded in one transaction."""
+
+    # Per gateway, when it was last known alive.
+    heard: dict[str, datetime]
+    connections: list[Connection]
+    disconnections: list[Disconnection]
+    # Per station, when it last sent traffic.
+    seen: dict[str, datetime]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.heard or self.connections or self.disconnections or self.seen)
+
+
+async def record_presence(session: AsyncSession, batch: PresenceBatch) -> RecordedConnections:
+    """A batch, in the session's transaction: gateway rows first (see record_gateways_heard),
+    then connections, disconnections and last-seen times."""
+    await record_gateways_heard(session, batch.heard)
+    recorded = await record_connections(session, batch.connections)
+    await record_disconnections(session, batch.disconnections)
+    await record_seen(session, batch.seen)
+    return recorded
+
+
+def new_stations(batch: PresenceBatch) -> list[tuple[str, datetime]]:
+    """The station rows a batch creates where none exists, one per station in id order, each
+    with the time record_presence's inserts would give it (the first insert of a station wins)."""
+    first: dict[str, datetime] = {}
+    inserted = _connecting_stations(batch.connections) + _disconnecting_stations(
+        in_disconnection_order(batch.disconnections)
+    )
+    for station_id, at in inserted:
+        first.setdefault(station_id, at)
+    return sorted(first.items())
+
+
+def last_seen(batch: PresenceBatch) -> dict[str, datetime]:
+    """The last-seen times a batch records, one per station: the latest of what
+    record_presence touches it with (last-seen times only move forward)."""
+    return latest_times(
+        [
+            *_connections_seen(batch.connections).items(),
+            *_disconnections_seen(batch.disconnections).items(),
+            *batch.seen.items(),
+        ]
+    )
+
+
+def latest_times(times: Iterable[tuple[str, datetime]]) -> dict[str, datetime]:
+    """The latest time of each key."""
+    latest: dict[str, datetime] = {}
+    for key, at in times:
+        if key not in latest or latest[key] < at:
+            latest[key] = at
+    return latest
 
 
 async def online_stations(
