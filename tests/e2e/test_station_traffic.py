@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -186,3 +187,28 @@ async def test_registration_survives_reconnect_without_new_boot(
         )
     finally:
         await second.stop()
+
+
+async def test_a_newer_connection_replaces_the_open_one_which_is_closed_with_4000(
+    deployment: Deployment, api: httpx.AsyncClient, station_id: str
+) -> None:
+    first = await connect_station(deployment.ocpp_url, station_id)
+    second = None
+    try:
+        await first.boot()
+        # The same station again, through the other gateway where there are two.
+        second = await connect_station(deployment.ocpp_urls[-1], station_id)
+        async with asyncio.timeout(15):
+            await first._connection.wait_closed()
+        assert first._connection.close_code == 4000
+        await second.heartbeat()
+        await second.status(1, 1, "Available", now())
+        status = await eventually(
+            lambda: api.get(f"/stations/{station_id}"),
+            lambda r: r.json()["connected"] and bool(r.json()["evses"]),
+        )
+        assert status.json()["connected"] is True
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
