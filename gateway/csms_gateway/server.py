@@ -21,7 +21,7 @@ from csms_gateway.keepalive import Keepalive
 from csms_gateway.pacing import AdmissionWindow
 from csms_gateway.relay import Relay
 from csms_gateway.session import RateLimit, StationSession
-from csms_gateway.teardown import free_when_closed
+from csms_gateway.teardown import forget_handshake, free_when_closed
 from csms_gateway.tls import common_name, server_context
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class OcppServer:
             await websocket.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp2.0.1 required")
             return
         station_id = station_id_from_path(websocket.request.path if websocket.request else "")
+        forget_handshake(websocket)
         session = StationSession(
             websocket,
             station_id,

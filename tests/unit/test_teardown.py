@@ -18,7 +18,7 @@ from websockets.http11 import Request
 from websockets.typing import Subprotocol
 
 from csms_gateway.deflate import SmallPlainDeflateFactory
-from csms_gateway.teardown import free_when_closed
+from csms_gateway.teardown import forget_handshake, free_when_closed
 
 OCPP = Subprotocol("ocpp2.0.1")
 
@@ -111,3 +111,24 @@ async def test_without_it_websockets_keeps_a_closed_connection_for_the_collector
         await _closed(server, lambda client: client.close())
 
         assert server.alive() == 2
+
+
+async def test_a_connection_whose_handshake_is_forgotten_still_talks_both_ways() -> None:
+    seen: list[tuple[str, int, object]] = []
+
+    async def handle(websocket: ServerConnection) -> None:
+        forget_handshake(websocket)
+        assert websocket.request is not None
+        seen.append((websocket.request.path, len(websocket.request.headers), websocket.response))
+        with contextlib.suppress(ConnectionClosed):
+            async for message in websocket:
+                await websocket.send(message)
+
+    async with serve(handle, "127.0.0.1", 0, compression=None) as listening:
+        port = listening.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/ocpp/S1") as client:
+            for text in ("one", "two"):
+                await client.send(text)
+                assert await client.recv() == text
+
+    assert seen == [("/ocpp/S1", 0, None)]
