@@ -47,6 +47,9 @@ class OcppServer:
         # Connection -> its admission token, released once its registration is recorded.
         # (Weak: a handshake abandoned after admission leaves nothing behind.)
         self._keepalive = Keepalive(relay.sessions, settings.ping_interval, settings.ping_timeout)
+        # Bound once, shared by every session (not two method objects per connection).
+        self._on_call = relay.on_call
+        self._on_traffic = relay.seen.note
         self._tokens: weakref.WeakKeyDictionary[ServerConnection, int] = weakref.WeakKeyDictionary()
 
     @property
@@ -168,8 +171,8 @@ class OcppServer:
         session = StationSession(
             websocket,
             station_id,
-            on_call=self._relay.on_call,
-            on_traffic=self._relay.seen.note,
+            on_call=self._on_call,
+            on_traffic=self._on_traffic,
             rate_limit=RateLimit(
                 self._settings.station_rate,
                 self._settings.station_burst,

@@ -161,7 +161,9 @@ class StationSession:
     async def run(self) -> None:
         """Serve the connection until it closes."""
         try:
-            async for raw in self.websocket:
+            # recv() rather than `async for`: no async generator per connection to keep.
+            while True:
+                raw = await self.websocket.recv()
                 self.last_seen_at = time.time()
                 self._on_traffic(self.station_id)
                 await self._receive(raw)

@@ -21,6 +21,8 @@ storm walking all of them again.
 
 from __future__ import annotations
 
+import functools
+
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 
@@ -31,10 +33,10 @@ _NO_HEADERS = Headers()
 def free_when_closed(websocket: ServerConnection) -> None:
     """Drop the connection's reference cycles once its TCP connection is lost."""
     # Resolved at the end of connection_lost(), after the protocol's last use of its parser.
-    websocket.connection_lost_waiter.add_done_callback(lambda _: _break_cycles(websocket))
+    websocket.connection_lost_waiter.add_done_callback(functools.partial(_break_cycles, websocket))
 
 
-def _break_cycles(websocket: ServerConnection) -> None:
+def _break_cycles(websocket: ServerConnection, _lost: object = None) -> None:
     protocol = websocket.protocol
     vars(protocol).pop("select_subprotocol", None)
     protocol.parser = None  # type: ignore[assignment]
