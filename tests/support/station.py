@@ -49,6 +49,12 @@ class Station(ChargePoint):
             await self.start()
 
     async def stop(self) -> None:
+        # A boot still in flight would otherwise wait out its response timeout after the test.
+        background = self.rebooting
+        if background is not None and background is not asyncio.current_task():
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await background
         await self._connection.close()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
