@@ -53,6 +53,8 @@ class Plan:
     memory_stations: int
     memory_idle_s: float
     scale_stations: int
+    # Boot storms per target; the figures are the median storm's.
+    boot_storms: int = 1
     connect_rate: float = 2000.0
     # Seconds after the last station started that the simulator waits for all to boot.
     boot_timeout_s: float = 45.0
@@ -96,6 +98,7 @@ class Plan:
                 memory_stations=5000,
                 memory_idle_s=5.0,
                 scale_stations=10000,
+                boot_storms=3,
             )
         if stations is not None:
             # N sets the boot storms; the smaller fleets never exceed it.
@@ -300,7 +303,56 @@ async def poll_until(
 
 
 async def boot_storm(bench: Bench, target: Target) -> dict[str, Any]:
-    return await run_boot_storm(bench, target, target.ocpp_urls[:1], bench.plan.boot_stations)
+    """`plan.boot_storms` storms, one after the other on the same target: one storm's time
+    varies by a quarter or more on a shared 2-core machine, so the figures are the median
+    storm's, with every storm's times beside them."""
+    plan = bench.plan
+    storms: list[dict[str, Any]] = []
+    while len(storms) < plan.boot_storms:
+        if storms:
+            if bench.remaining() < _boot_wait(bench, plan.boot_stations) + plan.persist_grace_s:
+                break
+            await settle(target)
+        storms.append(await run_boot_storm(bench, target, target.ocpp_urls[:1], plan.boot_stations))
+    return median_storm(storms, plan.boot_storms)
+
+
+def median_storm(storms: list[dict[str, Any]], planned: int) -> dict[str, Any]:
+    """The median of the storms by time to all booted (one that did not boot all is the
+    slowest; of an even number, the slower middle one), with each storm's times."""
+    ranked = sorted(range(len(storms)), key=lambda i: _storm_time(storms[i]))
+    chosen = ranked[len(ranked) // 2]
+    median = storms[chosen]
+    figures = median["figures"] | {
+        "storms": len(storms),
+        "time_to_all_booted_s_each": [s["figures"]["time_to_all_booted_s"] for s in storms],
+    }
+    if "all_persisted_s" in median["figures"]:
+        figures["all_persisted_s_each"] = [s["figures"].get("all_persisted_s") for s in storms]
+    notes = [
+        f"storm {number}: {note}" if len(storms) > 1 else note
+        for number, storm in enumerate(storms, 1)
+        for note in storm["notes"]
+    ]
+    if len(storms) < planned:
+        notes.append(f"{len(storms)} of {planned} storms: the run's time budget ran short")
+    return {
+        "figures": figures,
+        "details": median["details"]
+        | {
+            "median_storm": chosen + 1,
+            "storms": [
+                {"figures": s["figures"], "cpu_s": s["details"]["cpu_s"], "notes": s["notes"]}
+                for s in storms
+            ],
+        },
+        "notes": notes,
+    }
+
+
+def _storm_time(storm: dict[str, Any]) -> float:
+    booted = storm["figures"]["time_to_all_booted_s"]
+    return float("inf") if booted is None else float(booted)
 
 
 async def run_boot_storm(
