@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from csms.db import postgres_registration_writes as prw
 from csms.db.boots import BootDecision
 from csms.db.engine import create_session_factory
 from csms.db.models import Station
@@ -105,3 +106,46 @@ async def test_a_failed_presence_batch_stores_nothing(
         await direct.record_presence(batch, no_takeover)
 
     await nothing_stored_by(engine, p)
+
+
+async def test_batch_statements_reach_a_large_tables_rows_by_index(engine: AsyncEngine) -> None:
+    # Joined to the batch's arrays alone, Postgres hashed a scan of the whole station table for
+    # each batch: a batch cost as much as the table was large. (The rows stay: this module's
+    # database is its own, and ids carry the test's prefix.)
+    p = new_prefix()
+    ids = [f"{p}-{number:05d}" for number in range(30000)]
+    batch = ids[5000:5500]
+    now, n = at(0), len(batch)
+    statements = {
+        "touch last seen": (prw._TOUCH_LAST_SEEN, [batch, [now] * n]),
+        "make current": (prw._MAKE_CURRENT, [batch, [f"{p}-c{i}" for i in range(n)], [now] * n]),
+        "disconnect": (
+            prw._DISCONNECT,
+            [[f"{p}-c{i}" for i in range(n)], batch, [f"{p}-gw"] * n, [now] * n],
+        ),
+        "connect": (
+            prw._CONNECT,
+            [[f"{p}-c{i}" for i in range(n)], batch, [f"{p}-gw"] * n, [now] * n],
+        ),
+        "boots": (
+            prw._RECORD_BOOTS,
+            [
+                *(batch, [f"{p}-x{i}" for i in range(n)], [f"{p}-m{i}" for i in range(n)]),
+                *(["PowerUp"] * n, ["Accepted"] * n, [300] * n, [now] * n),
+                *([["Acme"] * n] * 6),
+                *(batch, ["Accepted"] * n, [now] * n),
+                *([["Acme"] * n] * 6),
+            ],
+        ),
+    }
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute(prw._NEW_STATIONS, ids, [now] * len(ids))
+        for seconds in range(1, 5):  # the dead row versions a day of traffic leaves
+            await driver.execute(prw._TOUCH_LAST_SEEN, ids, [at(seconds)] * len(ids))
+        await driver.execute("ANALYZE station")
+        for name, (statement, arguments) in statements.items():
+            plan = "\n".join(
+                row[0] for row in await driver.fetch("EXPLAIN " + statement, *arguments)
+            )
+            assert "Seq Scan on station " not in plan, f"{name}:\n{plan}"

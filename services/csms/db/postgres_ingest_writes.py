@@ -106,13 +106,14 @@ INSERT INTO event_gap (station_id, expected_seq_no, received_seq_no, generated_a
 SELECT * FROM unnest($1::varchar[], $2::int[], $3::int[], $4::timestamptz[], $5::timestamptz[])
 """
 
+# The keys named with ANY as well: joined to the array alone, Postgres scanned the whole table.
 _UPDATE_SEQUENCES = """
 UPDATE event_sequence AS s
 SET expected_seq_no = u.expected_seq_no, report_open = u.report_open,
     last_generated_at = u.last_generated_at, updated_at = u.updated_at
 FROM unnest($1::varchar[], $2::int[], $3::bool[], $4::timestamptz[], $5::timestamptz[])
     AS u(station_id, expected_seq_no, report_open, last_generated_at, updated_at)
-WHERE s.station_id = u.station_id
+WHERE s.station_id = ANY($1::varchar[]) AND s.station_id = u.station_id
 """
 
 _SEQUENCE_COLUMNS = (

@@ -7,6 +7,10 @@ storm. The rules are those of boots.py and presence.py, whose decisions are shar
 Row locks follow the engine path's order: gateways, then stations in id order. The batch's
 station rows are locked before any update, so the set-based updates below (whose row order is
 the planner's) cannot deadlock with other batches.
+
+Every statement that joins the batch's arrays to a table also names the batch's keys with
+`= ANY(...)`: without it, Postgres joined with a hash over a scan of the whole table (station,
+command), so that each batch cost as much as the table was large.
 """
 
 from __future__ import annotations
@@ -98,12 +102,12 @@ closing AS (
     SELECT DISTINCT ON (c.id) c.id, b.received_at
     FROM unnest($1::varchar[], $7::timestamptz[]) WITH ORDINALITY AS b(station_id, received_at, n)
     JOIN command AS c ON c.station_id = b.station_id AND c.created_at <= b.received_at
-    WHERE c.action = 'Reset' AND c.open
+    WHERE c.station_id = ANY($1::varchar[]) AND c.action = 'Reset' AND c.open
     ORDER BY c.id, b.n
 ),
 closed AS (
     UPDATE command AS c SET open = false, closed_at = closing.received_at
-    FROM closing WHERE c.id = closing.id
+    FROM closing WHERE c.station_id = ANY($1::varchar[]) AND c.id = closing.id
 )
 UPDATE station AS s
 SET boot_status = n.status, last_boot_at = n.received_at, vendor_name = n.vendor_name,
@@ -114,13 +118,15 @@ FROM unnest(
     $19::varchar[], $20::varchar[], $21::varchar[], $22::varchar[]
 ) AS n(station_id, status, received_at, vendor_name, model, serial_number, firmware_version,
     modem_iccid, modem_imsi)
-WHERE s.id = n.station_id AND (s.last_boot_at IS NULL OR s.last_boot_at <= n.received_at)
+WHERE s.id = ANY($14::varchar[]) AND s.id = n.station_id
+    AND (s.last_boot_at IS NULL OR s.last_boot_at <= n.received_at)
 """
 
 _TOUCH_LAST_SEEN = """
 UPDATE station AS s SET last_seen_at = t.seen_at
 FROM unnest($1::varchar[], $2::timestamptz[]) AS t(id, seen_at)
-WHERE s.id = t.id AND (s.last_seen_at IS NULL OR s.last_seen_at < t.seen_at)
+WHERE s.id = ANY($1::varchar[]) AND s.id = t.id
+    AND (s.last_seen_at IS NULL OR s.last_seen_at < t.seen_at)
 """
 
 # Gateway rows first, in id order, as in every presence transaction (presence.py).
@@ -149,7 +155,7 @@ WITH recorded AS (
 SELECT r.id, r.closed, s.id, s.boot_status, s.security_profile, s.connection_id,
     s.connected_at, held.gateway_id
 FROM recorded AS r
-JOIN station AS s ON s.id = r.station_id
+JOIN station AS s ON s.id = r.station_id AND s.id = ANY($2::varchar[])
 LEFT JOIN station_connection AS held ON s.connected AND held.id = s.connection_id
 """
 
@@ -159,7 +165,8 @@ UPDATE station AS s
 SET connected = true, connection_id = n.connection_id, connected_at = n.connected_at
 FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[])
     AS n(station_id, connection_id, connected_at)
-WHERE s.id = n.station_id AND (s.connected_at IS NULL OR s.connected_at <= n.connected_at)
+WHERE s.id = ANY($1::varchar[]) AND s.id = n.station_id
+    AND (s.connected_at IS NULL OR s.connected_at <= n.connected_at)
 """
 
 # A station goes offline only if the closed connection was its current one.
@@ -171,7 +178,7 @@ WITH recorded AS (
 )
 UPDATE station AS s SET connected = false
 FROM unnest($2::varchar[], $1::varchar[]) AS d(station_id, connection_id)
-WHERE s.id = d.station_id AND s.connection_id = d.connection_id
+WHERE s.id = ANY($2::varchar[]) AND s.id = d.station_id AND s.connection_id = d.connection_id
 """
 
 # A connection's row as upserted: id, station, gateway, time.
