@@ -20,7 +20,7 @@ from csms.db.events import (
     new_sequence_rows,
     plan_notify_events,
 )
-from csms.db.postgres_driver import on_driver
+from csms.db.postgres_driver import INDEX_PLANS, on_driver
 from csms.db.statuses import StatusReport, newest_per_connector
 from csms.db.types import json_text
 
@@ -149,6 +149,7 @@ class PostgresIngestWrites:
 
         async def write(driver: asyncpg.Connection) -> list[Gap]:
             async with driver.transaction():
+                await driver.execute(INDEX_PLANS)
                 new_rows = new_sequence_rows(reports)
                 await driver.execute(_NEW_SEQUENCES, *_arrays(new_rows, _SEQUENCE_COLUMNS))
                 locked = await driver.fetch(

@@ -34,7 +34,7 @@ from csms.db.boots import (
     newest_boots,
     plan_boots,
 )
-from csms.db.postgres_driver import on_driver
+from csms.db.postgres_driver import INDEX_PLANS, on_driver
 from csms.db.presence import (
     BeforeCommit,
     Connection,
@@ -199,6 +199,7 @@ class PostgresRegistrationWrites:
 
         async def write(driver: asyncpg.Connection) -> list[BootDecision]:
             async with driver.transaction():
+                await driver.execute(INDEX_PLANS)
                 await driver.execute(_NEW_STATIONS, *_columns(contacts))
                 locked = await driver.fetch(_LOCK_BOOTING, [station for station, _ in contacts])
                 earlier = await driver.fetch(_EARLIER_DECISIONS, *_columns(boot_keys(reports)))
@@ -230,6 +231,7 @@ class PostgresRegistrationWrites:
 
         async def write(driver: asyncpg.Connection) -> Registrations:
             async with driver.transaction():
+                await driver.execute(INDEX_PLANS)
                 if batch.heard:
                     await driver.execute(_HEARD, *_columns(sorted(batch.heard.items())))
                 if created:
