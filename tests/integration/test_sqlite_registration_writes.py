@@ -12,7 +12,6 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,10 +33,10 @@ from csms.db.presence import BeforeCommit, Connection, Disconnection, PresenceBa
 from csms.db.registration_writes import EngineRegistrationWrites, RegistrationWrites
 from csms.db.sqlite_registration_writes import SqliteRegistrationWrites
 from tests.integration.conftest import migrated_engine
+from tests.integration.test_sqlite_ingest_writes import T0, at
 
 pytestmark = pytest.mark.services
 
-T0 = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 POLICY = BootPolicy(unknown_station_status="Accepted", heartbeat_interval=300, retry_interval=60)
 
 
@@ -52,10 +51,6 @@ async def direct(engine: AsyncEngine) -> AsyncIterator[SqliteRegistrationWrites]
     writes = SqliteRegistrationWrites(engine)
     yield writes
     await writes.close()
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 def new_prefix() -> str:
