@@ -14,10 +14,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import cast
-
-from websockets.exceptions import ConcurrencyError, ConnectionClosed
-from websockets.protocol import State
 
 from csms_gateway.session import StationSession
 
@@ -27,8 +23,8 @@ log = logging.getLogger(__name__)
 CLOSE_INTERNAL_ERROR = 1011
 # Sockets pinged between two yields to the event loop.
 _PINGS_PER_YIELD = 200
-# A ping waits this long at most to be handed to a socket that is closing meanwhile.
-_SEND_TIMEOUT = 1.0
+# A dead peer gets this long to take the close frame before its connection is dropped.
+_CLOSE_TIMEOUT = 1.0
 
 
 class Keepalive:
@@ -76,21 +72,16 @@ class Keepalive:
                 continue
             if now - max(session.last_seen_at, session.pinged_at) < self._interval:
                 continue
-            await self._ping(session, now)
+            self._ping(session, now)
             pinged += 1
             if pinged % _PINGS_PER_YIELD == 0:
                 await asyncio.sleep(0)
 
-    async def _ping(self, session: StationSession, now: float) -> None:
-        websocket = session.websocket
-        if websocket.state is not State.OPEN:
-            return
-        session.pinged_at = now
-        try:
-            async with asyncio.timeout(_SEND_TIMEOUT):
-                session.pong = cast("asyncio.Future[float]", await websocket.ping())
-        except (ConnectionClosed, ConcurrencyError, TimeoutError):
-            pass
+    def _ping(self, session: StationSession, now: float) -> None:
+        pong = session.websocket.ping()
+        if pong is not None:
+            session.pinged_at = now
+            session.pong = pong
 
     def _fail(self, session: StationSession) -> None:
         log.info("station %s did not answer a ping in time; closing", session.station_id)
@@ -102,7 +93,7 @@ class Keepalive:
 async def _close_dead(session: StationSession) -> None:
     """Send the close frame, but do not wait the whole closing handshake for a dead peer."""
     try:
-        async with asyncio.timeout(_SEND_TIMEOUT):
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
             await session.close(CLOSE_INTERNAL_ERROR, "keepalive ping timeout")
     except TimeoutError:
-        session.websocket.transport.abort()
+        session.websocket.abort()

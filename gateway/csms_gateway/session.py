@@ -8,7 +8,6 @@ matches no outstanding call (a late answer after a timeout) is logged and droppe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -16,9 +15,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from csms.bus.envelopes import CommandReply
 from csms.ocpp.errors import GenericError, InternalError, OcppError
@@ -33,6 +29,7 @@ from csms.ocpp.frames import (
     parse_frame,
 )
 from csms.ocpp.validation import validate_response
+from csms_gateway.station_socket import StationSocket
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +109,7 @@ class StationSession:
 
     def __init__(
         self,
-        websocket: ServerConnection,
+        websocket: StationSocket,
         station_id: str,
         on_call: CallHandler,
         on_traffic: Callable[[str], None],
@@ -161,14 +158,8 @@ class StationSession:
     async def run(self) -> None:
         """Serve the connection until it closes."""
         try:
-            # recv() rather than `async for`: no async generator per connection to keep.
-            while True:
-                raw = await self.websocket.recv()
-                self.last_seen_at = time.time()
-                self._on_traffic(self.station_id)
-                await self._receive(raw)
-        except ConnectionClosed:
-            pass
+            self.websocket.start(self._receive)
+            await self.websocket.wait_closed()
         finally:
             answering = self._answering
             if answering is not None and not answering.done():
@@ -181,20 +172,23 @@ class StationSession:
             if self._outstanding is not None and not self._outstanding.answer.done():
                 self._outstanding.answer.set_result({"outcome": "disconnected"})
 
-    async def _receive(self, raw: str | bytes) -> None:
+    def _receive(self, raw: str | bytes) -> None:
+        """Called by the socket for each message, as it arrives."""
+        self.last_seen_at = time.time()
+        self._on_traffic(self.station_id)
         try:
             frame: Frame = parse_frame(raw)
         except FrameError as exc:
             log.info("station %s sent a bad frame: %s", self.station_id, exc)
             if exc.reply:
-                await self.send(exc.to_call_error())
+                self.send(exc.to_call_error())
             return
         if isinstance(frame, Call):
             if not self._bucket.take():
-                await self._refuse_for_rate(frame)
+                self._refuse_for_rate(frame)
                 return
             if len(self._inbound) >= _INBOUND_BACKLOG:
-                await self.send(
+                self.send(
                     call_error_for(frame.message_id, InternalError("too many CALLs in flight"))
                 )
                 return
@@ -204,13 +198,13 @@ class StationSession:
         else:
             self._settle(frame)
 
-    async def _refuse_for_rate(self, call: Call) -> None:
+    def _refuse_for_rate(self, call: Call) -> None:
         self._refused_for_rate += 1
         if self._refused_for_rate >= self._abuse_limit:
             log.warning("station %s exceeds its message rate; closing", self.station_id)
-            await self.close(CLOSE_POLICY_VIOLATION, "message rate exceeded")
+            self.websocket.start_close(CLOSE_POLICY_VIOLATION, "message rate exceeded")
             return
-        await self.send(call_error_for(call.message_id, GenericError("message rate exceeded")))
+        self.send(call_error_for(call.message_id, GenericError("message rate exceeded")))
 
     async def _answer_calls(self) -> None:
         """Answer the waiting CALLs in order; return when none is left."""
@@ -224,7 +218,7 @@ class StationSession:
             except Exception:
                 log.exception("station %s: %s failed", self.station_id, call.action)
                 reply = call_error_for(call.message_id, InternalError("CSMS failed to process"))
-            await self.send(reply)
+            self.send(reply)
         self._answering = None
 
     def _settle(self, frame: CallResult | CallError) -> None:
@@ -272,7 +266,7 @@ class StationSession:
                     outstanding = _OutstandingCall(str(uuid.uuid4()), action)
                     self._outstanding = outstanding
                     try:
-                        if not await self.send(Call(outstanding.message_id, action, payload)):
+                        if not self.send(Call(outstanding.message_id, action, payload)):
                             return {"outcome": "disconnected"}
                         return await outstanding.answer
                     finally:
@@ -283,13 +277,9 @@ class StationSession:
             if waiting:
                 self._calls_waiting -= 1
 
-    async def send(self, frame: Frame) -> bool:
-        try:
-            await self.websocket.send(encode(frame))
-        except ConnectionClosed:
-            return False
-        return True
+    def send(self, frame: Frame) -> bool:
+        """Send a frame; False if the connection is closing or closed."""
+        return self.websocket.send(encode(frame))
 
     async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await self.websocket.close(code, reason)
+        await self.websocket.close(code, reason)

@@ -20,7 +20,7 @@ import gc
 YOUNG_GENERATION_THRESHOLD = 10_000
 # Middle-generation collections before a full one is considered. Cyclic garbage still reaches
 # the old generation (a closed client socket in the simulator, for one: websockets keeps it in
-# cycles, zlib contexts included; the gateway breaks them, see csms_gateway.teardown), so full
+# cycles, zlib contexts included; the gateway breaks them, see csms_gateway.station_socket), so full
 # collections must still come: at most every 200,000 net allocations, and then only if what
 # was promoted since the last one exceeds a quarter of the long-lived heap.
 OLD_GENERATION_THRESHOLD = 2

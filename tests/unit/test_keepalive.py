@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request
 
 from csms_gateway.keepalive import Keepalive
 from csms_gateway.session import RateLimit, StationSession
+from csms_gateway.station_socket import StationSocket
+from tests.support.gateway_sockets import listening
 
 INTERVAL = 0.2
 TIMEOUT = 0.3
@@ -30,29 +32,28 @@ class _Gateway:
         self.keepalive = Keepalive(self.sessions, INTERVAL, TIMEOUT)
         self.port = 0
 
-    async def handle(self, websocket: ServerConnection) -> None:
-        station_id = websocket.request.path.rsplit("/", 1)[1] if websocket.request else "?"
+    async def handle(self, socket: StationSocket, request: Request) -> None:
+        station_id = request.path.rsplit("/", 1)[1]
 
         async def on_call(session: StationSession, call: Any) -> dict[str, Any]:
             return {}
 
         session = StationSession(
-            websocket, station_id, on_call, lambda _: None, RateLimit(100, 100, 1000)
+            socket, station_id, on_call, lambda _: None, RateLimit(100, 100, 1000)
         )
         self.sessions[station_id] = session
         try:
             await session.run()
         finally:
             del self.sessions[station_id]
-            sent = websocket.protocol.close_sent
-            self.closed[station_id] = sent.code if sent is not None else None
+            self.closed[station_id] = socket.close_code
 
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[_Gateway]:
     under_test = _Gateway()
-    async with serve(under_test.handle, "127.0.0.1", 0, ping_interval=None) as server:
-        under_test.port = server.sockets[0].getsockname()[1]
+    async with listening(under_test.handle) as server:
+        under_test.port = server.port
         under_test.keepalive.start()
         try:
             yield under_test

@@ -14,13 +14,7 @@ from csms_gateway.session import StationSession
 
 
 @dataclass
-class _Request:
-    path: str
-
-
-@dataclass
 class _WebSocket:
-    request: _Request
     subprotocol: str = "ocpp2.0.1"
     closed: list[tuple[int, str]] = field(default_factory=list)
 
@@ -61,8 +55,8 @@ class _Admission:
 async def _serve_with(failure: Exception) -> tuple[_FailingRelay, _WebSocket]:
     relay = _FailingRelay(failure)
     server = OcppServer(cast(Relay, relay), cast(Admission, _Admission()), Settings(amqp_url=None))
-    websocket = _WebSocket(_Request("/ocpp/CS-half"))
-    await server._serve(cast(Any, websocket), None)
+    websocket = _WebSocket()
+    await server._serve(cast(Any, websocket), "/ocpp/CS-half", None)
     return relay, websocket
 
 
