@@ -317,4 +317,13 @@ def table(report: dict[str, Any]) -> str:
             "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
         )
     goals = [f"  {name}: {GOALS[name]}" for name in report["scenarios"]]
-    return "\n".join([*out, "", "goals:", *goals])
+    return "\n".join([*out, "", _machine_line(report["machine"]), "", "goals:", *goals])
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    calibration = machine.get("cpu_calibration_ms", {})
+    return (
+        f"machine: {machine.get('cpu_count')} cores; CPU calibration "
+        f"{calibration.get('start')} ms at the start, {calibration.get('end')} ms at the end "
+        "(a fixed piece of Python work, lower is faster; see benchmarks/calibration.py)"
+    )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report as reporting
+from benchmarks.calibration import cpu_calibration_ms
 from benchmarks.loadgen import REPO_ROOT
 from benchmarks.scenarios import SCENARIOS, Bench, Plan, settle
 from benchmarks.targets import (
@@ -140,6 +141,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     open_files = raise_open_file_limit()
     machine = reporting.machine() | {"open_file_limit": open_files}
+    calibration = {"start": cpu_calibration_ms()}
     git_at_start = reporting.git()
     try:
         minimum = MIN_SECONDS_QUICK if plan.quick else MIN_SECONDS
@@ -156,6 +158,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
     finished_at = datetime.now(UTC)
+    calibration["end"] = cpu_calibration_ms()
+    machine["cpu_calibration_ms"] = calibration
     scenarios: dict[str, Any] = {}
     for scenario in reporting.SCENARIO_ORDER:
         if scenario not in selected:

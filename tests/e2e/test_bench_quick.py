@@ -62,6 +62,9 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path: Path) -> No
 
     assert report["mode"] == "quick"
     assert report["machine"]["cpu_count"] >= 1
+    calibration = report["machine"]["cpu_calibration_ms"]
+    assert calibration["start"] > 0
+    assert calibration["end"] > 0
     assert report["git"]["commit"]
     assert set(report["scenarios"]) == set(EXPECTED)
     for scenario, targets in EXPECTED.items():
@@ -84,3 +87,4 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path: Path) -> No
         assert all(is_number(step["cores_busy"]) for step in steps)
         assert all(is_number(step["cpu_ms_per_unit"]["all"]) for step in steps)
     assert "boot_storm" in done.stdout  # the table is printed
+    assert "CPU calibration" in done.stdout
