@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, cast
 
 from websockets.extensions.base import ServerExtensionFactory
@@ -218,17 +218,12 @@ class StationSocket(asyncio.Protocol):
 
     def start(self, on_message: MessageHandler) -> None:
         """Hand every message, those already received first, to `on_message`."""
-        early = self._early
-        self._early = None
-        self._started = True
+        early = self._stop_keeping()
         if self._lost.done():
             return
         self._on_message = on_message
-        if early is not None:
-            for message in early:
-                self._deliver(on_message, message)
-            if self._transport is not None:
-                self._transport.resume_reading()
+        for message in early:
+            self._deliver(on_message, message)
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._lost)
@@ -269,6 +264,9 @@ class StationSocket(asyncio.Protocol):
     def start_close(self, code: int, reason: str = "") -> None:
         """Begin the closing handshake (or end a connection still in its opening one)."""
         if self._protocol.state is OPEN:
+            # Never started, the session takes no message now; the station's answer to the
+            # close must be read even so.
+            self._stop_keeping()
             self._protocol.send_close(code, reason)
             self._flush()
         elif self._protocol.state is State.CONNECTING:
@@ -314,8 +312,17 @@ class StationSocket(asyncio.Protocol):
             if self._early is None:
                 self._early = deque()
             self._early.append(message)
-            if len(self._early) >= _EARLY_MESSAGES and self._transport is not None:
+            if len(self._early) == _EARLY_MESSAGES and self._transport is not None:
                 self._transport.pause_reading()
+
+    def _stop_keeping(self) -> Collection[str | bytes]:
+        """Stop keeping messages for a session yet to start; those kept so far."""
+        early: Collection[str | bytes] = self._early if self._early is not None else ()
+        self._early = None
+        self._started = True
+        if len(early) >= _EARLY_MESSAGES and self._transport is not None:
+            self._transport.resume_reading()
+        return early
 
     def _deliver(self, on_message: MessageHandler, message: str | bytes) -> None:
         try:

@@ -65,6 +65,29 @@ async def test_messages_sent_before_the_session_starts_wait_for_it_in_order() ->
             assert [await asyncio.wait_for(client.recv(), WAIT) for _ in texts] == texts
 
 
+async def test_a_socket_never_started_still_completes_its_closing_handshake() -> None:
+    took: list[float] = []
+
+    async def refuse_late(socket: StationSocket, _request: Request) -> None:
+        await asyncio.sleep(0.2)  # enough messages meanwhile to pause reading
+        started = asyncio.get_running_loop().time()
+        await socket.close(1002, "subprotocol ocpp2.0.1 required")
+        took.append(asyncio.get_running_loop().time() - started)
+
+    async with listening(refuse_late) as server:
+        async with connect(server.url(), subprotocols=[OCPP]) as client:
+            for number in range(40):
+                await client.send(f"message {number}")
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(client.recv(), WAIT)
+        assert _code_received(closed.value) == 1002
+        async with asyncio.timeout(WAIT):
+            while not took:
+                await asyncio.sleep(0.01)
+    # The station's close frame was read, not waited out for the close timeout (10 s).
+    assert took[0] < 2.0
+
+
 async def test_the_request_and_subprotocol_reach_the_gateway() -> None:
     seen: list[tuple[str, str | None, Any]] = []
 
