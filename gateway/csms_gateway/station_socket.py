@@ -33,6 +33,8 @@ from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from csms.websocket_io import MessageAssembler, write_pending
+
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str | bytes], None]
@@ -80,9 +82,8 @@ class SocketOptions:
 class StationSocket(asyncio.Protocol):
     # One per connected station: slots keep thousands of them small.
     __slots__ = (
+        "_assembler",
         "_early",
-        "_fragments",
-        "_fragments_text",
         "_lost",
         "_on_message",
         "_options",
@@ -110,8 +111,7 @@ class StationSocket(asyncio.Protocol):
         self._started = False
         # Messages received before the session started (made only if some come).
         self._early: deque[str | bytes] | None = None
-        self._fragments: list[bytes] = []  # of the message being received
-        self._fragments_text = False
+        self._assembler = MessageAssembler()
         self._ping_data = b""
         self._ping_sent_at = 0.0
         self._pong: asyncio.Future[float] | None = None
@@ -279,33 +279,15 @@ class StationSocket(asyncio.Protocol):
     # Internals
 
     def _frame(self, frame: Frame) -> None:
-        """Collect data frames into messages; the protocol answers control frames itself."""
-        opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if frame.fin:
-                self._message(bytes(frame.data), opcode is Opcode.TEXT)
-                return
-            self._fragments = [bytes(frame.data)]
-            self._fragments_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            self._fragments.append(bytes(frame.data))
-            if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                self._message(data, self._fragments_text)
-        elif opcode is Opcode.PONG:
+        if frame.opcode is Opcode.PONG:
             pong = self._pong
             if pong is not None and not pong.done() and bytes(frame.data) == self._ping_data:
                 pong.set_result(asyncio.get_running_loop().time() - self._ping_sent_at)
-
-    def _message(self, data: bytes, text: bool) -> None:
-        message: str | bytes = data
-        if text:
-            try:
-                message = data.decode()
-            except UnicodeDecodeError:
-                self._protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
-                self._flush()
-                return
+            return
+        message = self._assembler.message(frame, self._protocol)
+        if message is None:
+            self._flush()  # a 1007 close, if the message was no UTF-8
+            return
         if self._on_message is not None:
             self._deliver(self._on_message, message)
         elif not self._started:
@@ -337,15 +319,7 @@ class StationSocket(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        protocol = self._protocol
-        for data in protocol.data_to_send():
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof():
-                # Half-close: the station closes the TCP connection in turn.
-                transport.write_eof()
-            else:
-                transport.close()
+        write_pending(self._protocol, transport)
         if self._protocol.state is State.CLOSING and self._timer is None:
             # The closing handshake has begun: the station gets close_timeout to finish it.
             loop = asyncio.get_running_loop()

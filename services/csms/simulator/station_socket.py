@@ -22,11 +22,13 @@ from typing import cast
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidMessage
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import CloseCode, Frame
 from websockets.http11 import Response
 from websockets.protocol import OPEN
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
+
+from csms.websocket_io import MessageAssembler, write_pending
 
 # What a wait for a message ends with when its time is up.
 _EXPIRED = object()
@@ -43,8 +45,7 @@ class StationSocket(asyncio.Protocol):
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._messages: deque[str | bytes] = deque()
-        self._fragments: list[bytes] = []  # of the message being received
-        self._fragments_text = False
+        self._assembler = MessageAssembler()
         self._waiter: asyncio.Future[object] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -183,35 +184,15 @@ class StationSocket(asyncio.Protocol):
     # Internals
 
     def _frame(self, frame: Frame) -> None:
-        """Collect data frames into messages (control frames are the protocol's business)."""
-        if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
-            self._fragments = [bytes(frame.data)]
-            self._fragments_text = frame.opcode is Opcode.TEXT
-        elif frame.opcode is Opcode.CONT:
-            self._fragments.append(bytes(frame.data))
-        else:
-            return
-        if not frame.fin:
-            return
-        data, self._fragments = b"".join(self._fragments), []
-        if not self._fragments_text:
-            self._messages.append(data)
-            return
-        try:
-            self._messages.append(data.decode())
-        except UnicodeDecodeError:
-            self._protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+        message = self._assembler.message(frame, self._protocol)
+        if message is not None:
+            self._messages.append(message)
 
     def _flush(self) -> None:
         transport = self._transport
         if transport is None:
             return
-        for data in self._protocol.data_to_send():
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof():
-                # Half-close: the protocol says the stream ends here.
-                transport.write_eof()
+        write_pending(self._protocol, transport)
         if self._close_timer is None and self._protocol.close_expected():
             # The server closes the TCP connection first; if it does not, close it later.
             self._close_timer = self._loop.call_later(_CLOSE_GRACE, transport.close)
