@@ -238,10 +238,12 @@ class CpuMeter:
         if simulator_pid is not None:
             self._pids["simulator"] = simulator_pid
         self._start = {name: _cpu(pid) for name, pid in self._pids.items()}
-        # The shared services: RabbitMQ's VM, and the Postgres processes alive throughout.
-        self._services = {name: pids_named(command) for name, command in SERVICES.items()}
+        # The shared services: RabbitMQ's VM and the Postgres processes, those alive at the
+        # start and those started meanwhile (a backend for a connection opened during the
+        # window), which count whole.
         self._service_start = {
-            name: {pid: _cpu(pid) for pid in pids} for name, pids in self._services.items()
+            name: {pid: _cpu(pid) for pid in pids_named(command)}
+            for name, command in SERVICES.items()
         }
         self._began = time.monotonic()
         self._harness = time.process_time()
@@ -250,7 +252,7 @@ class CpuMeter:
         """CPU seconds per process since the start, so far (call while they still run)."""
         used = {name: round(_cpu(pid) - self._start[name], 2) for name, pid in self._pids.items()}
         for name, started in self._service_start.items():
-            deltas = [_cpu(pid) - before for pid, before in started.items()]
+            deltas = [_cpu(pid) - started.get(pid, 0.0) for pid in pids_named(SERVICES[name])]
             used[name] = round(sum(d for d in deltas if not math.isnan(d)), 2)
         used["harness"] = round(time.process_time() - self._harness, 2)
         return used

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.scenarios import cpu_budget
+import pytest
+
+from benchmarks import scenarios
+from benchmarks.scenarios import CpuMeter, cpu_budget
+from benchmarks.targets import Target
 
 
 def test_cpu_per_unit_and_cores_busy() -> None:
@@ -28,3 +32,23 @@ def test_a_process_that_could_not_be_read_is_left_out() -> None:
 
 def test_no_work_and_no_time_give_no_figures() -> None:
     assert cpu_budget({"api": 1.0}, 0.0, 0) == {"cpu_ms_per_unit": {}, "cores_busy": None}
+
+
+def test_a_service_process_started_during_the_window_counts_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Postgres backend for a connection opened during the window: all its CPU is the
+    # window's. One alive throughout counts its growth; one gone by the end, nothing.
+    running = {"postgres": [10, 11]}
+    seconds = {10: 5.0, 11: 1.0, 12: 0.0}
+    monkeypatch.setattr(scenarios, "SERVICES", {"postgres": "postgres"})
+    monkeypatch.setattr(scenarios, "pids_named", lambda command: list(running[command]))
+    monkeypatch.setattr(scenarios, "cpu_seconds", lambda pid: seconds[pid])
+    target = Target(
+        name="t", ocpp_urls=[], api_url=None, memory_pid=0, memory_process="", counter=None
+    )
+    meter = CpuMeter(target)
+    running["postgres"] = [10, 12]
+    seconds.update({10: 7.0, 12: 0.5})
+
+    assert meter.sample()["postgres"] == 2.5
