@@ -16,6 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 T = TypeVar("T")
 
 
+def statement_fault(error: BaseException) -> bool:
+    """Whether Postgres refused a statement, on a connection still sound: not a lost or refused
+    connection (class 08, which asyncpg also raises for a connection closed under it) nor an
+    operator's intervention (class 57: shutdown, cancel)."""
+    return isinstance(error, asyncpg.PostgresError) and not isinstance(
+        error, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )
+
+
 async def on_driver(
     engine: AsyncEngine, statement: Callable[[asyncpg.Connection], Awaitable[T]]
 ) -> T:
@@ -26,7 +35,7 @@ async def on_driver(
         return await statement(pooled.driver_connection)
     except BaseException as exc:
         # A connection that failed other than by the statement's fault is not reused.
-        if not isinstance(exc, asyncpg.PostgresError):
+        if not statement_fault(exc):
             pooled.invalidate()
         raise
     finally:

@@ -1,0 +1,109 @@
+"""A writer's own Postgres connection: kept across statements, reopened when it cannot be
+trusted any more."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from csms.db.engine import create_engine
+from csms.db.postgres_driver import statement_fault
+from csms.db.postgres_own_connection import OwnConnection
+from tests.support.services import POSTGRES_ADMIN_DSN
+
+pytestmark = pytest.mark.services
+
+URL = POSTGRES_ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://")
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(URL)
+    yield engine
+    await engine.dispose()
+
+
+async def backend(own: OwnConnection) -> int:
+    pid = await own.run(lambda driver: driver.fetchval("SELECT pg_backend_pid()"))
+    assert isinstance(pid, int)
+    return pid
+
+
+async def terminate(pid: int) -> None:
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+async def test_statements_share_one_connection_also_after_a_refused_statement(
+    engine: AsyncEngine,
+) -> None:
+    own = OwnConnection(engine)
+    try:
+        first = await backend(own)
+        with pytest.raises(asyncpg.UndefinedTableError) as refused:
+            await own.run(lambda driver: driver.execute("SELECT * FROM no_such_table"))
+        assert statement_fault(refused.value)
+        assert await backend(own) == first
+    finally:
+        await own.close()
+
+
+async def test_a_connection_the_server_closed_is_replaced_on_the_next_use(
+    engine: AsyncEngine,
+) -> None:
+    own = OwnConnection(engine)
+    try:
+        first = await backend(own)
+        await terminate(first)
+        await asyncio.sleep(0.2)
+        assert await backend(own) != first
+    finally:
+        await own.close()
+
+
+async def test_a_statement_cancelled_midway_leaves_a_fresh_connection_for_the_next(
+    engine: AsyncEngine,
+) -> None:
+    own = OwnConnection(engine)
+    try:
+        first = await backend(own)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await own.run(lambda driver: driver.execute("SELECT pg_sleep(5)"))
+        assert await backend(own) != first
+    finally:
+        await own.close()
+
+
+async def test_a_connection_older_than_the_recycle_age_is_replaced(engine: AsyncEngine) -> None:
+    own = OwnConnection(engine, recycle=0.1)
+    try:
+        first = await backend(own)
+        assert await backend(own) == first
+        await asyncio.sleep(0.2)
+        assert await backend(own) != first
+    finally:
+        await own.close()
+
+
+async def test_concurrent_callers_take_turns(engine: AsyncEngine) -> None:
+    own = OwnConnection(engine)
+    try:
+        pids = await asyncio.gather(*(backend(own) for _ in range(20)))
+        assert len(set(pids)) == 1
+    finally:
+        await own.close()
+
+
+def test_a_lost_connection_or_a_shutdown_is_no_statement_fault() -> None:
+    assert not statement_fault(asyncpg.ConnectionDoesNotExistError("closed"))
+    assert not statement_fault(asyncpg.AdminShutdownError("terminating connection"))
+    assert not statement_fault(OSError("refused"))
+    assert statement_fault(asyncpg.UniqueViolationError("duplicate key"))
