@@ -715,6 +715,8 @@ async def commands(bench: Bench, target: Target) -> dict[str, Any]:
             # Over the commands' window only (the fleet's boot before it not included).
             "cpu_s": cpu,
             "cpu_ms_per_command": budget["cpu_ms_per_unit"],
+            # When in the run the slow answers came: a stall shows as one bad second.
+            "by_second": by_second(results),
         },
         "notes": notes,
     }
@@ -762,6 +764,31 @@ async def _open_loop(
         tasks.append(asyncio.create_task(one(number)))
     await asyncio.gather(*tasks)
     return results
+
+
+def by_second(results: list[tuple[float, float, str]]) -> list[dict[str, Any]]:
+    """The requests grouped by the second of the run they were due in: how many, how many
+    answered 200, and their latency (p50, p99 and slowest, of every answer)."""
+    if not results:
+        return []
+    first_due = min(due for due, _, _ in results)
+    seconds: dict[int, list[tuple[float, str]]] = {}
+    for due, latency, status in results:
+        seconds.setdefault(int(due - first_due), []).append((latency, status))
+    rows = []
+    for second, answers in sorted(seconds.items()):
+        latencies = sorted(latency for latency, _ in answers)
+        rows.append(
+            {
+                "second": second,
+                "requests": len(answers),
+                "ok": sum(1 for _, status in answers if status == "200"),
+                "p50_ms": _ms(_percentile(latencies, 50)),
+                "p99_ms": _ms(_percentile(latencies, 99)),
+                "max_ms": _ms(latencies[-1]),
+            }
+        )
+    return rows
 
 
 REQUEST_CAP_S = 35.0

@@ -86,5 +86,13 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path: Path) -> No
         assert all(is_number(step["sent_per_s"]) for step in steps)
         assert all(is_number(step["cores_busy"]) for step in steps)
         assert all(is_number(step["cpu_ms_per_unit"]["all"]) for step in steps)
+    # Commands carry their latency second by second.
+    for target in ("distributed", "standalone"):
+        seconds = report["scenarios"]["commands"]["results"][target]["details"]["by_second"]
+        assert seconds
+        assert (
+            sum(second["requests"] for second in seconds)
+            == (report["scenarios"]["commands"]["results"][target]["figures"]["requests"])
+        )
     assert "boot_storm" in done.stdout  # the table is printed
     assert "CPU calibration" in done.stdout
