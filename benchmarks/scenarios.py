@@ -237,7 +237,8 @@ class CpuMeter:
         self._pids = {name: popen.pid for name, popen in target.processes.items()}
         if simulator_pid is not None:
             self._pids["simulator"] = simulator_pid
-        self._start = {name: _cpu(pid) for name, pid in self._pids.items()}
+        # A process's own children count as its (the standalone SQLite writer).
+        self._start = {name: _cpu(pid, with_children=True) for name, pid in self._pids.items()}
         # The shared services: RabbitMQ's VM and the Postgres processes, those alive at the
         # start and those started meanwhile (a backend for a connection opened during the
         # window), which count whole.
@@ -250,7 +251,10 @@ class CpuMeter:
 
     def sample(self) -> dict[str, float]:
         """CPU seconds per process since the start, so far (call while they still run)."""
-        used = {name: round(_cpu(pid) - self._start[name], 2) for name, pid in self._pids.items()}
+        used = {
+            name: round(_cpu(pid, with_children=True) - self._start[name], 2)
+            for name, pid in self._pids.items()
+        }
         for name, started in self._service_start.items():
             deltas = [_cpu(pid) - started.get(pid, 0.0) for pid in pids_named(SERVICES[name])]
             used[name] = round(sum(d for d in deltas if not math.isnan(d)), 2)
@@ -261,9 +265,9 @@ class CpuMeter:
         return round(time.monotonic() - self._began, 2)
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int, *, with_children: bool = False) -> float:
     try:
-        return cpu_seconds(pid)
+        return cpu_seconds(pid, with_children=with_children)
     except (OSError, IndexError, ValueError):
         return math.nan
 
@@ -815,7 +819,7 @@ async def idle_memory(bench: Bench, target: Target) -> dict[str, Any]:
     stations = plan.memory_stations
     prefix = bench.prefix("M")
     generator = standing_fleet(bench, target, stations, prefix, serve_s=plan.memory_idle_s + 60)
-    before = rss_kb(target.memory_pid)
+    before = rss_kb(target.memory_pid, with_children=True)
     notes = []
     await generator.start()
     try:
@@ -828,7 +832,7 @@ async def idle_memory(bench: Bench, target: Target) -> dict[str, Any]:
             # connected station, with the others still retrying (not idle).
             notes.append(f"not every station was ready: {error}")
         await asyncio.sleep(plan.memory_idle_s)
-        after = rss_kb(target.memory_pid)
+        after = rss_kb(target.memory_pid, with_children=True)
         connected = int(generator.latest.get("connected") or 0)
     finally:
         summary = await generator.stop()

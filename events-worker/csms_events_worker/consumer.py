@@ -63,6 +63,7 @@ class EventsWorker:
         self._checkpoints = SqliteCheckpoints(engine) if has_own_file(engine) else None
 
     async def start(self) -> None:
+        await self._ingest.start()
         await self._bus.declare_work_queues()
         concurrency = self._settings.consumer_concurrency
         batch = self._settings.consumer_batch

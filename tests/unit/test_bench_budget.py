@@ -43,7 +43,7 @@ def test_a_service_process_started_during_the_window_counts_whole(
     seconds = {10: 5.0, 11: 1.0, 12: 0.0}
     monkeypatch.setattr(scenarios, "SERVICES", {"postgres": "postgres"})
     monkeypatch.setattr(scenarios, "pids_named", lambda command: list(running[command]))
-    monkeypatch.setattr(scenarios, "cpu_seconds", lambda pid: seconds[pid])
+    monkeypatch.setattr(scenarios, "cpu_seconds", lambda pid, **_: seconds[pid])
     target = Target(
         name="t", ocpp_urls=[], api_url=None, memory_pid=0, memory_process="", counter=None
     )

@@ -19,6 +19,9 @@ from csms.db.statuses import StatusReport, record_statuses
 
 
 class IngestWrites(Protocol):
+    async def start(self) -> None:
+        """Ready for the first batch (what it needs started, started)."""
+
     async def record_statuses(self, reports: list[StatusReport]) -> None: ...
 
     async def record_notify_events(self, reports: list[NotifyEventReport]) -> list[Gap]:
@@ -39,6 +42,9 @@ def ingest_writes(sessions: async_sessionmaker[AsyncSession]) -> IngestWrites:
 class EngineIngestWrites:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+
+    async def start(self) -> None:
+        """Nothing to start: sessions are the engine's."""
 
     async def record_statuses(self, reports: list[StatusReport]) -> None:
         async with self._sessions() as session, session.begin():

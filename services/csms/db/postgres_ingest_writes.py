@@ -132,6 +132,9 @@ class PostgresIngestWrites:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._engine = engine_of(sessions)
 
+    async def start(self) -> None:
+        """Nothing to start: connections are the engine's."""
+
     async def record_statuses(self, reports: list[StatusReport]) -> None:
         """As statuses.record_statuses, in one statement."""
         if not reports:

@@ -77,7 +77,7 @@ class SqliteWriter:
             if self._on_loop:
                 connection = self._open_on_loop()
                 try:
-                    return _run(connection, work)
+                    return run_transaction(connection, work)
                 except sqlite3.OperationalError as error:
                     if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                         raise
@@ -94,7 +94,7 @@ class SqliteWriter:
         self._thread.shutdown()
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return _run(self._open(), work)
+        return run_transaction(self._open(), work)
 
     def _open_on_loop(self) -> sqlite3.Connection:
         if self._loop_connection is None:
@@ -120,7 +120,7 @@ class SqliteWriter:
             self._connection = None
 
 
-def _run(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+def run_transaction(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
     connection.execute("BEGIN IMMEDIATE")
     try:
         result = work(connection)
