@@ -4,6 +4,7 @@ come back to the right caller, and a new child takes over."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import sqlite3
@@ -142,3 +143,22 @@ async def test_the_child_ignores_an_interrupt_and_ends_when_closed(
     assert writer.child_pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_a_transaction_the_child_cannot_load_fails_alone(
+    engine: AsyncEngine,
+    writer: SqliteChildWriter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A module this process can import and the child cannot.
+    (tmp_path / "parent_only.py").write_text("def work(connection):\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    parent_only = importlib.import_module("parent_only")
+    first = await child_after_one_insert(writer)
+
+    with pytest.raises(ModuleNotFoundError):
+        await writer.transaction(parent_only.work)
+
+    assert await writer.transaction(insert, 2) == 20
+    assert writer.child_pid == first

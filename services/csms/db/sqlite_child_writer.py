@@ -112,7 +112,10 @@ class _Child:
         return cls(process)
 
     async def call(self, request: bytes) -> Any:
-        ok, value = await asyncio.shield(asyncio.ensure_future(self._exchange(request)))
+        exchange = asyncio.ensure_future(self._exchange(request))
+        # Its caller may be gone by the time it fails.
+        exchange.add_done_callback(_retrieve)
+        ok, value = await asyncio.shield(exchange)
         if ok:
             return value
         raise value
@@ -148,6 +151,11 @@ class _Child:
                 await self._process.wait()
 
 
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
 def serve(path: str, requests: BinaryIO, answers: BinaryIO) -> None:
     """The child's loop: a transaction per request, until the requests end."""
     connection = sqlite3.connect(path)
@@ -156,13 +164,11 @@ def serve(path: str, requests: BinaryIO, answers: BinaryIO) -> None:
         while header := requests.read(_HEADER):
             if len(header) < _HEADER:
                 return
-            # From the parent process only (its stdin is this pipe).
-            work, args = pickle.loads(requests.read(int.from_bytes(header, "big")))  # noqa: S301
+            request = requests.read(int.from_bytes(header, "big"))
             try:
-                result: tuple[bool, Any] = (
-                    True,
-                    run_transaction(connection, _bound(work, args)),
-                )
+                # From the parent process only (its stdin is this pipe).
+                work, args = pickle.loads(request)  # noqa: S301
+                result: tuple[bool, Any] = (True, run_transaction(connection, _bound(work, args)))
             except Exception as exc:  # every failure goes back to the caller, who decides
                 result = (False, exc)
             try:
