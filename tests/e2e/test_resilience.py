@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.support import services
 from tests.support.polling import eventually
-from tests.support.processes import Deployment, distributed
+from tests.support.processes import Deployment, distributed, standalone
 from tests.support.raw import connect_raw
 from tests.support.station import connect_station, now
 
@@ -163,3 +163,46 @@ async def _try_connect(url: str, station_id: str) -> ClientConnection | None:
         return await connect_raw(url, station_id)
     except InvalidStatus:
         return None
+
+
+@pytest.mark.parametrize("stopped_by", [signal.SIGTERM, signal.SIGKILL], ids=["stop", "kill"])
+async def test_the_standalone_sqlite_writer_process_ends_with_csms_run(
+    tmp_path: Path, stopped_by: signal.Signals
+) -> None:
+    running = standalone(tmp_path)
+    running.start()
+    try:
+        popen = running.process("csms-run").popen
+        assert popen is not None
+        writers = await eventually(lambda: _children(popen.pid), bool)
+        popen.send_signal(stopped_by)
+        popen.wait(timeout=20)
+        await eventually(lambda: _ended(writers), bool)
+    finally:
+        running.stop()
+
+
+async def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def _ended(pids: list[int]) -> bool:
+    """Whether every process has exited (gone, or a zombie its new parent has not reaped)."""
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state not in ("Z", "X"):
+            return False
+    return True
