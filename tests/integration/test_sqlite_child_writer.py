@@ -143,6 +143,10 @@ async def test_the_child_ignores_an_interrupt_and_ends_when_closed(
     assert writer.child_pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+    # No child is started again once closed.
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.transaction(insert, 3)
+    assert writer.child_pid is None
 
 
 async def test_a_transaction_the_child_cannot_load_fails_alone(

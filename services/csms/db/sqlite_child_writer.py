@@ -50,6 +50,7 @@ class SqliteChildWriter:
         self._path = str(engine.url.database)
         self._turns = turns_of(engine.sync_engine)
         self._child: _Child | None = None
+        self._closed = False
 
     async def start(self) -> None:
         """Start the child now rather than with the first transaction, which then waits for
@@ -71,12 +72,16 @@ class SqliteChildWriter:
         return None if self._child is None or self._child.ended else self._child.pid
 
     async def _running(self) -> _Child:
+        if self._closed:
+            # As a closed thread pool refuses work: no child is started after the last one.
+            raise RuntimeError("SQLite writer closed")
         if self._child is None or self._child.ended:
             self._child = await _Child.start(self._path)
         return self._child
 
     async def close(self) -> None:
         async with self._turns.turn():
+            self._closed = True
             child, self._child = self._child, None
             if child is not None:
                 await child.close()
