@@ -39,17 +39,8 @@ def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
 
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # Field 4, the parent's pid.
-            if int(_stat(int(entry.name))[1]) == pid:
-                found.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
+    # Field 4 of the stat line, the parent's pid.
+    return _processes(lambda entry: int(_stat(int(entry.name))[1]) == pid)
 
 
 def _stat(pid: int) -> list[str]:
@@ -67,13 +58,19 @@ def _alive(measure: Callable[..., T], pid: int, gone: T) -> T:
 
 def pids_named(command: str) -> list[int]:
     """Processes whose command name (/proc/<pid>/comm) is `command`."""
+    return _processes(lambda entry: (entry / "comm").read_text().strip() == command)
+
+
+def _processes(matches: Callable[[Path], bool]) -> list[int]:
+    """The pids of the processes whose /proc entry `matches` (those that end meanwhile left
+    out)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == command:
+            if matches(entry):
                 found.append(int(entry.name))
-        except OSError:
+        except (OSError, IndexError, ValueError):
             continue
     return found

@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
+from benchmarks.memory import children
 from tests.support import services
 from tests.support.polling import eventually
 from tests.support.processes import Deployment, distributed, standalone
@@ -183,17 +184,7 @@ async def test_the_standalone_sqlite_writer_process_ends_with_csms_run(
 
 
 async def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid`, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    return children(pid)
 
 
 async def _ended(pids: list[int]) -> bool:

@@ -27,6 +27,13 @@ async def engine() -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+async def own(engine: AsyncEngine) -> AsyncIterator[OwnConnection]:
+    own = OwnConnection(engine)
+    yield own
+    await own.close()
+
+
 async def backend(own: OwnConnection) -> int:
     pid = await own.run(lambda driver: driver.fetchval("SELECT pg_backend_pid()"))
     assert isinstance(pid, int)
@@ -42,44 +49,32 @@ async def terminate(pid: int) -> None:
 
 
 async def test_statements_share_one_connection_also_after_a_refused_statement(
-    engine: AsyncEngine,
+    own: OwnConnection,
 ) -> None:
-    own = OwnConnection(engine)
-    try:
-        first = await backend(own)
-        with pytest.raises(asyncpg.UndefinedTableError) as refused:
-            await own.run(lambda driver: driver.execute("SELECT * FROM no_such_table"))
-        assert statement_fault(refused.value)
-        assert await backend(own) == first
-    finally:
-        await own.close()
+    first = await backend(own)
+    with pytest.raises(asyncpg.UndefinedTableError) as refused:
+        await own.run(lambda driver: driver.execute("SELECT * FROM no_such_table"))
+    assert statement_fault(refused.value)
+    assert await backend(own) == first
 
 
 async def test_a_connection_the_server_closed_is_replaced_on_the_next_use(
-    engine: AsyncEngine,
+    own: OwnConnection,
 ) -> None:
-    own = OwnConnection(engine)
-    try:
-        first = await backend(own)
-        await terminate(first)
-        await asyncio.sleep(0.2)
-        assert await backend(own) != first
-    finally:
-        await own.close()
+    first = await backend(own)
+    await terminate(first)
+    await asyncio.sleep(0.2)
+    assert await backend(own) != first
 
 
 async def test_a_statement_cancelled_midway_leaves_a_fresh_connection_for_the_next(
-    engine: AsyncEngine,
+    own: OwnConnection,
 ) -> None:
-    own = OwnConnection(engine)
-    try:
-        first = await backend(own)
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await own.run(lambda driver: driver.execute("SELECT pg_sleep(5)"))
-        assert await backend(own) != first
-    finally:
-        await own.close()
+    first = await backend(own)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await own.run(lambda driver: driver.execute("SELECT pg_sleep(5)"))
+    assert await backend(own) != first
 
 
 async def test_a_connection_older_than_the_recycle_age_is_replaced(engine: AsyncEngine) -> None:
@@ -93,13 +88,9 @@ async def test_a_connection_older_than_the_recycle_age_is_replaced(engine: Async
         await own.close()
 
 
-async def test_concurrent_callers_take_turns(engine: AsyncEngine) -> None:
-    own = OwnConnection(engine)
-    try:
-        pids = await asyncio.gather(*(backend(own) for _ in range(20)))
-        assert len(set(pids)) == 1
-    finally:
-        await own.close()
+async def test_concurrent_callers_take_turns(own: OwnConnection) -> None:
+    pids = await asyncio.gather(*(backend(own) for _ in range(20)))
+    assert len(set(pids)) == 1
 
 
 def test_a_lost_connection_or_a_shutdown_is_no_statement_fault() -> None:
