@@ -98,3 +98,17 @@ def test_a_lost_connection_or_a_shutdown_is_no_statement_fault() -> None:
     assert not statement_fault(asyncpg.AdminShutdownError("terminating connection"))
     assert not statement_fault(OSError("refused"))
     assert statement_fault(asyncpg.UniqueViolationError("duplicate key"))
+
+
+async def test_its_settings_hold_on_every_connection_it_opens(engine: AsyncEngine) -> None:
+    own = OwnConnection(engine, settings={"enable_seqscan": "off"})
+    plain = OwnConnection(engine)
+    try:
+        assert await own.run(lambda driver: driver.fetchval("SHOW enable_seqscan")) == "off"
+        await terminate(await backend(own))
+        await asyncio.sleep(0.2)
+        assert await own.run(lambda driver: driver.fetchval("SHOW enable_seqscan")) == "off"
+        assert await plain.run(lambda driver: driver.fetchval("SHOW enable_seqscan")) == "on"
+    finally:
+        await own.close()
+        await plain.close()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.commands import Answered, CommandRoute, NewCommand, stored_outcome
-from csms.db.postgres_driver import statement_fault
+from csms.db.postgres_driver import INDEX_PLAN_SETTINGS, statement_fault
 from csms.db.postgres_own_connection import OwnConnection
 from csms.db.types import json_text
 
@@ -48,8 +48,9 @@ WHERE command.id = v.id
 
 class PostgresCommandWrites:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._creates = OwnConnection(engine)
-        self._outcomes = OwnConnection(engine)
+        # Both statements reach a few rows by their keys (see INDEX_PLAN_SETTINGS).
+        self._creates = OwnConnection(engine, settings=INDEX_PLAN_SETTINGS)
+        self._outcomes = OwnConnection(engine, settings=INDEX_PLAN_SETTINGS)
 
     async def create_all(self, commands: Sequence[NewCommand]) -> list[CommandRoute | None]:
         arguments = (

@@ -46,3 +46,7 @@ async def on_driver(
 # table (autovacuum analyzes it a minute or more late), a statement could scan the whole table
 # instead, for every batch; no scan is ever cheaper by much for a batch's few hundred keys.
 INDEX_PLANS = "SET LOCAL enable_seqscan = off"
+# The same for every statement on a connection that only runs such statements. Prepared once per
+# connection, a statement keeps its generic plan until the table is analyzed again: planned
+# while the table was young, it would scan it whole for good.
+INDEX_PLAN_SETTINGS = {"enable_seqscan": "off"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
@@ -28,10 +28,17 @@ _DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func"
 
 
 class OwnConnection:
-    """Opened on first use with the engine's connection arguments; reopened on the next use
-    after it was lost or grew older than `recycle` seconds."""
+    """Opened on first use with the engine's connection arguments (and `settings`, set for the
+    connection's session); reopened on the next use after it was lost or grew older than
+    `recycle` seconds."""
 
-    def __init__(self, engine: AsyncEngine, *, recycle: float = RECYCLE_S) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        settings: Mapping[str, str] | None = None,
+        recycle: float = RECYCLE_S,
+    ) -> None:
         if engine.dialect.driver != "asyncpg":
             raise ValueError(f"an asyncpg engine is needed, not {engine.dialect.driver}")
         args, options = engine.dialect.create_connect_args(engine.url)
@@ -39,6 +46,11 @@ class OwnConnection:
             options.pop(key, None)
         self._args: list[Any] = list(args)
         self._options: dict[str, Any] = dict(options)
+        if settings:
+            self._options["server_settings"] = {
+                **self._options.get("server_settings", {}),
+                **settings,
+            }
         self._recycle = recycle
         self._connection: asyncpg.Connection | None = None
         self._opened_at = 0.0
