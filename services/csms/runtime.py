@@ -73,6 +73,7 @@ async def run_process(kind: str, settings: Settings, health_port: int | None = N
             await gateway.start()
         if sessions is not None and kind in ("run", "api"):
             journal = CommandJournal(sessions)
+            await journal.start()
             app = create_app(settings, bus, sessions, journal)
             config = uvicorn.Config(
                 app,

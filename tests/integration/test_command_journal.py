@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
@@ -14,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from csms.db import presence
 from csms.db.command_journal import CommandJournal
 from csms.db.commands import CommandOutcome, CommandRoute, NewCommand, Outcome
-from csms.db.engine import create_session_factory
+from csms.db.engine import create_engine, create_session_factory
 from csms.db.models import Command, Station, StationConnection
+from tests.integration.conftest import migrated_engine
 
 pytestmark = pytest.mark.services
 
@@ -146,3 +148,40 @@ async def test_an_accepted_whole_station_reset_stays_open_until_the_next_boot(
 
     row = (await _rows(engine, [command]))[command.id]
     assert (row.outcome, row.answered_at, row.open, row.closed_at) == ("answered", at, True, None)
+
+
+async def _journal_backends(engine: AsyncEngine) -> set[int]:
+    """The server processes whose last statement was one of the journal's."""
+    async with engine.connect() as connection:
+        rows = await connection.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+            " AND (query LIKE '%INSERT INTO command %' OR query LIKE '%UPDATE command SET %')"
+        )
+        return {row[0] for row in rows}
+
+
+async def test_start_opens_the_connections_the_first_commands_use(tmp_path: Path) -> None:
+    async with migrated_engine("postgres", tmp_path) as engine:
+        journal = CommandJournal(create_session_factory(engine))
+        try:
+            await journal.start()
+            opened = await _journal_backends(engine)
+            assert len(opened) == 2
+            await _stations(engine, {"started-1": "gw"})
+            command = _command("started-1", datetime.now(UTC))
+            assert await journal.create(command) == CommandRoute("gw")
+            await journal.record(command, CommandOutcome(Outcome.TIMEOUT, at=datetime.now(UTC)))
+            assert await _journal_backends(engine) == opened
+        finally:
+            await journal.close()
+
+
+async def test_start_with_the_database_away_leaves_the_connections_to_the_first_command() -> None:
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere")
+    journal = CommandJournal(create_session_factory(engine))
+    try:
+        await journal.start()
+    finally:
+        await journal.close()
+        await engine.dispose()

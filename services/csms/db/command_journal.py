@@ -8,6 +8,7 @@ accepted still take the locking path of `record_outcome`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -27,6 +28,8 @@ from csms.db.grouping import GroupedWriter
 from csms.db.postgres_command_writes import PostgresCommandWrites
 from csms.db.sqlite_command_writes import SqliteCommandWrites
 from csms.db.sqlite_writer import has_own_file
+
+log = logging.getLogger(__name__)
 
 
 class GroupWrites(Protocol):
@@ -61,6 +64,17 @@ class CommandJournal:
             fault = self._writes.item_fault
             self._creates = GroupedWriter(self._writes.create_all, item_fault=fault)
             self._outcomes = GroupedWriter(self._writes.record_all, item_fault=fault)
+
+    async def start(self) -> None:
+        """Open the journal's connections and prepare its statements, so that the first
+        commands do not pay for it; with the database away, they are opened on first use."""
+        if self._writes is None:
+            return
+        try:
+            await self._writes.create_all([])
+            await self._writes.record_all([])
+        except Exception as exc:
+            log.warning("command journal not ready yet: %s", exc)
 
     async def create(self, command: NewCommand) -> CommandRoute | None:
         """Record a command before it is sent; where to send it, or None if its station was
