@@ -282,7 +282,10 @@ def _line(scenario: str, target: str, result: dict[str, Any]) -> list[str]:
     if scenario == "scale_out":
         return [
             f"1 gateway {_n(f['one_gateway_boots_per_s'])}/s, "
-            f"2 gateways {_n(f['two_gateways_boots_per_s'])}/s, ratio {_n(f['ratio'], 2)}"
+            f"2 gateways {_n(f['two_gateways_boots_per_s'])}/s, ratio {_n(f['ratio'], 2)}",
+            f"gateway CPU per boot {_n(f.get('one_gateway_gateway_cpu_ms_per_boot'), 3)} / "
+            f"{_n(f.get('two_gateways_gateway_cpu_ms_per_boot'), 3)} ms, cores busy "
+            f"{_n(f.get('one_gateway_cores_busy'), 2)} / {_n(f.get('two_gateways_cores_busy'), 2)}",
         ]
     return [str(f)]
 

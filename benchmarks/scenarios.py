@@ -879,10 +879,32 @@ async def scale_out(bench: Bench, target: Target) -> dict[str, Any]:
             "ratio": round(two_rate / one_rate, 3) if one_rate and two_rate else None,
             "one_gateway_all_booted_s": one["figures"]["time_to_all_booted_s"],
             "two_gateways_all_booted_s": two["figures"]["time_to_all_booted_s"],
+            **{f"one_gateway_{name}": value for name, value in storm_cost(one).items()},
+            **{f"two_gateways_{name}": value for name, value in storm_cost(two).items()},
         },
         "details": {"one_gateway": one, "two_gateways": two},
         "notes": [f"one gateway: {n}" for n in one["notes"]]
         + [f"two gateways: {n}" for n in two["notes"]],
+    }
+
+
+def storm_cost(storm: dict[str, Any]) -> dict[str, float | None]:
+    """What a storm cost: the gateways' CPU per boot (ms), all of them together, and the cores
+    the stack and the simulator kept busy. The ratio of two storms is bounded by the machine:
+    a gateway's CPU per boot that does not grow with a second gateway means it would scale on
+    cores to spare."""
+    details = storm["details"]
+    cpu = {
+        name: used
+        for name, used in details["cpu_s"].items()
+        if isinstance(used, int | float) and not math.isnan(used)
+    }
+    booted = storm["figures"]["booted"]
+    gateways = sum(used for name, used in cpu.items() if name.startswith("gateway"))
+    wall = details["wall_s"]
+    return {
+        "gateway_cpu_ms_per_boot": round(gateways * 1000 / booted, 3) if booted else None,
+        "cores_busy": round(sum(cpu.values()) / wall, 2) if wall > 0 else None,
     }
 
 

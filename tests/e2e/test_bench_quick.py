@@ -37,7 +37,15 @@ EXPECTED: dict[str, dict[str, tuple[str, ...]]] = {
         "baseline": ("rss_before_kb", "rss_after_kb", "kb_per_station"),
     },
     "scale_out": {
-        "distributed": ("one_gateway_boots_per_s", "two_gateways_boots_per_s", "ratio"),
+        "distributed": (
+            "one_gateway_boots_per_s",
+            "two_gateways_boots_per_s",
+            "ratio",
+            "one_gateway_gateway_cpu_ms_per_boot",
+            "two_gateways_gateway_cpu_ms_per_boot",
+            "one_gateway_cores_busy",
+            "two_gateways_cores_busy",
+        ),
     },
 }
 

@@ -1,0 +1,36 @@
+"""The scale-out scenario's cost figures: the gateways' CPU per boot and the cores busy."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks.scenarios import storm_cost
+
+
+def _storm(cpu: dict[str, float | None], booted: int, wall: float) -> dict[str, object]:
+    return {"figures": {"booted": booted}, "details": {"cpu_s": cpu, "wall_s": wall}}
+
+
+def test_the_gateways_cpu_per_boot_adds_every_gateway_and_cores_count_every_process() -> None:
+    storm = _storm(
+        {"gateway-1": 3.5, "gateway-2": 3.7, "worker-1": 1.5, "postgres": 1.3, "simulator": 6.0},
+        10_000,
+        8.0,
+    )
+
+    assert storm_cost(storm) == {"gateway_cpu_ms_per_boot": 0.72, "cores_busy": 2.0}
+
+
+def test_a_process_that_could_not_be_read_is_left_out() -> None:
+    storm = _storm(
+        {"gateway-1": 9.0, "gateway-2": 0.0, "simulator": None, "rabbitmq": math.nan}, 10_000, 10.0
+    )
+
+    assert storm_cost(storm) == {"gateway_cpu_ms_per_boot": 0.9, "cores_busy": 0.9}
+
+
+def test_a_storm_in_which_nothing_booted_has_no_cost_per_boot() -> None:
+    assert storm_cost(_storm({"gateway-1": 1.0}, 0, 0.0)) == {
+        "gateway_cpu_ms_per_boot": None,
+        "cores_busy": None,
+    }
