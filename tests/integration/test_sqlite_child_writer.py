@@ -4,6 +4,7 @@ come back to the right caller, and a new child takes over."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import os
 import signal
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.engine import create_engine
 from csms.db.sqlite_child_writer import SqliteChildGone, SqliteChildWriter
+from csms.heap import OLD_GENERATION_THRESHOLD, YOUNG_GENERATION_THRESHOLD
 
 pytestmark = pytest.mark.services
 
@@ -36,6 +38,10 @@ def insert_slowly(connection: sqlite3.Connection, value: int, seconds: float) ->
     connection.execute("INSERT INTO item (value) VALUES (?)", (value,))
     time.sleep(seconds)
     return value
+
+
+def collector_settings(_connection: sqlite3.Connection) -> tuple[tuple[int, int, int], int]:
+    return gc.get_threshold(), gc.get_freeze_count()
 
 
 @pytest.fixture
@@ -166,3 +172,16 @@ async def test_a_transaction_the_child_cannot_load_fails_alone(
 
     assert await writer.transaction(insert, 2) == 20
     assert writer.child_pid == first
+
+
+async def test_the_child_tunes_its_collector_once_its_first_request_is_answered(
+    writer: SqliteChildWriter,
+) -> None:
+    (young, _, _), frozen = await writer.transaction(collector_settings)
+    assert young != YOUNG_GENERATION_THRESHOLD
+    assert frozen == 0
+
+    (young, _, old), frozen = await writer.transaction(collector_settings)
+    assert (young, old) == (YOUNG_GENERATION_THRESHOLD, OLD_GENERATION_THRESHOLD)
+    # The modules imported for the first request are exempt from later collections.
+    assert frozen > 10_000
