@@ -21,8 +21,12 @@ from csms.db.sqlite_writer import has_own_file
 
 log = logging.getLogger(__name__)
 
-# Seconds between checkpoints: the WAL holds about this long of writes.
-CHECKPOINT_INTERVAL = 1.0
+# Seconds between checkpoints: the WAL holds about this long of writes. Once a checkpoint has
+# copied the whole WAL, the next writer starts it over and syncs its header; that sync waits
+# behind the checkpoint's own sync of the database file, so the less each checkpoint copies,
+# the shorter that writer's stall (every 1 s: 40-65 ms stalls, about one in 350 ingest
+# transactions at 5,500 msg/s; every 0.25 s: about one in 2,500).
+CHECKPOINT_INTERVAL = 0.25
 
 
 class SqliteCheckpoints:
