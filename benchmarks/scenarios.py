@@ -890,9 +890,8 @@ async def scale_out(bench: Bench, target: Target) -> dict[str, Any]:
 
 def storm_cost(storm: dict[str, Any]) -> dict[str, float | None]:
     """What a storm cost: the gateways' CPU per boot (ms), all of them together, and the cores
-    the stack and the simulator kept busy. The ratio of two storms is bounded by the machine:
-    a gateway's CPU per boot that does not grow with a second gateway means it would scale on
-    cores to spare."""
+    the stack and the simulator kept busy. Beside the scale-out ratio, which the machine's
+    cores bound: whether a second gateway made each boot cost the gateways more."""
     details = storm["details"]
     cpu = {
         name: used
