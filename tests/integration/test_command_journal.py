@@ -177,11 +177,14 @@ async def test_start_opens_the_connections_the_first_commands_use(tmp_path: Path
             await journal.close()
 
 
-async def test_start_with_the_database_away_leaves_the_connections_to_the_first_command() -> None:
+async def test_start_with_the_database_away_leaves_the_connections_to_the_first_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere")
     journal = CommandJournal(create_session_factory(engine))
     try:
         await journal.start()
+        assert "command journal not ready yet" in caplog.text
     finally:
         await journal.close()
         await engine.dispose()
