@@ -272,11 +272,16 @@ def _cpu(pid: int, *, with_children: bool = False) -> float:
         return math.nan
 
 
-def cpu_budget(cpu: dict[str, float], seconds: float, units: int) -> dict[str, Any]:
+def cpu_budget(cpu: dict[str, float | None], seconds: float, units: int) -> dict[str, Any]:
     """What a measured window cost: CPU per unit of work (a message, a command) for each
     process and for all of them, in ms, and the cores they kept busy on average. Set against
     the machine's cores, it says whether a step ran out of CPU rather than of anything else."""
-    measured = {name: used for name, used in cpu.items() if not math.isnan(used)}
+    # NaN: a process that could not be read; None: a figure not reported (the simulator's).
+    measured = {
+        name: used
+        for name, used in cpu.items()
+        if isinstance(used, int | float) and not math.isnan(used)
+    }
     total = sum(measured.values())
     per_unit: dict[str, float] = {}
     if units > 0:
@@ -892,18 +897,13 @@ def storm_cost(storm: dict[str, Any]) -> dict[str, float | None]:
     """What a storm cost: the gateways' CPU per boot (ms), all of them together, and the cores
     the stack and the simulator kept busy. Beside the scale-out ratio, which the machine's
     cores bound: whether a second gateway made each boot cost the gateways more."""
-    details = storm["details"]
-    cpu = {
-        name: used
-        for name, used in details["cpu_s"].items()
-        if isinstance(used, int | float) and not math.isnan(used)
-    }
     booted = storm["figures"]["booted"]
-    gateways = sum(used for name, used in cpu.items() if name.startswith("gateway"))
-    wall = details["wall_s"]
+    budget = cpu_budget(storm["details"]["cpu_s"], storm["details"]["wall_s"], booted)
+    per_boot = budget["cpu_ms_per_unit"]
+    gateways = [used for name, used in per_boot.items() if name.startswith("gateway")]
     return {
-        "gateway_cpu_ms_per_boot": round(gateways * 1000 / booted, 3) if booted else None,
-        "cores_busy": round(sum(cpu.values()) / wall, 2) if wall > 0 else None,
+        "gateway_cpu_ms_per_boot": round(sum(gateways), 3) if per_boot else None,
+        "cores_busy": budget["cores_busy"],
     }
 
 

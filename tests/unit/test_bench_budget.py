@@ -23,8 +23,8 @@ def test_cpu_per_unit_and_cores_busy() -> None:
     assert budget["cores_busy"] == 1.8
 
 
-def test_a_process_that_could_not_be_read_is_left_out() -> None:
-    budget = cpu_budget({"api": 2.0, "simulator": math.nan}, 4.0, 1000)
+def test_a_process_that_could_not_be_read_or_was_not_reported_is_left_out() -> None:
+    budget = cpu_budget({"api": 2.0, "simulator": math.nan, "worker-1": None}, 4.0, 1000)
 
     assert budget["cpu_ms_per_unit"] == {"api": 2.0, "all": 2.0}
     assert budget["cores_busy"] == 0.5
