@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.db.engine import create_engine
-from csms.db.postgres_driver import statement_fault
+from csms.db.postgres_driver import INDEX_PLAN_SETTINGS, statement_fault
 from csms.db.postgres_own_connection import OwnConnection
 from tests.support.services import POSTGRES_ADMIN_DSN
 
@@ -109,6 +109,31 @@ async def test_its_settings_hold_on_every_connection_it_opens(engine: AsyncEngin
         await asyncio.sleep(0.2)
         assert await own.run(lambda driver: driver.fetchval("SHOW enable_seqscan")) == "off"
         assert await plain.run(lambda driver: driver.fetchval("SHOW enable_seqscan")) == "on"
+    finally:
+        await own.close()
+        await plain.close()
+
+
+async def test_with_index_plan_settings_a_statement_is_planned_once(engine: AsyncEngine) -> None:
+    statement = "SELECT count(*) FROM unnest($1::varchar[]) AS n(id) WHERE n.id <> ''"
+    plans = (
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE 'SELECT count(*) FROM unnest%'"
+    )
+
+    async def run_eight_times(own: OwnConnection) -> tuple[int, int]:
+        for size in range(1, 9):
+            ids = [str(number) for number in range(size)]
+            assert await own.run(lambda driver, ids=ids: driver.fetchval(statement, ids)) == size
+        generic, custom = await own.run(lambda driver: driver.fetchrow(plans))
+        return generic, custom
+
+    own = OwnConnection(engine, settings=INDEX_PLAN_SETTINGS)
+    plain = OwnConnection(engine)
+    try:
+        assert await run_eight_times(own) == (8, 0)
+        # Postgres's default: a plan for each run's values first, for five runs at least.
+        assert (await run_eight_times(plain))[1] >= 5
     finally:
         await own.close()
         await plain.close()
