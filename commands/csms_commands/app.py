@@ -12,6 +12,7 @@ from csms.ocpp.actions import CsmsAction
 from csms.ocpp.validation import compile_validators
 from csms_commands import station_commands, station_registry, stations
 from csms_commands.auth import TokenChecker
+from csms_commands.plain_commands import CommandApi
 
 
 def create_app(
@@ -20,7 +21,7 @@ def create_app(
     sessions: async_sessionmaker[AsyncSession],
     journal: CommandJournal,
 ) -> FastAPI:
-    app = FastAPI(
+    app = CommandApi(
         title="CSMS commands API",
         version="0.1.0",
         description="Operate OCPP 2.0.1 charging stations: state, events, Reset, availability.",
@@ -34,7 +35,7 @@ def create_app(
     app.state.tokens = TokenChecker(settings, sessions)
     # Routes are matched in order: the commands, the hot path, first. No path of one router
     # matches another's.
-    app.include_router(station_commands.router)
+    app.include_commands(station_commands.router)
     app.include_router(stations.router)
     app.include_router(station_registry.router)
 

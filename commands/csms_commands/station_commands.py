@@ -13,8 +13,8 @@ from csms.db.commands import Outcome
 from csms.ocpp.actions import CsmsAction
 from csms.ocpp.errors import OcppError
 from csms.ocpp.validation import validate_request
-from csms_commands.command_route import PLAIN_COMMANDS, CommandRoute, PlainCommand
 from csms_commands.dependencies import CommandContext, CommandContextDep
+from csms_commands.plain_commands import PLAIN_COMMANDS, PlainCommand
 from csms_commands.schemas import (
     CallErrorOut,
     ChangeAvailabilityRequest,
@@ -25,8 +25,8 @@ from csms_commands.schemas import (
 from csms_commands.service import CommandResult, StationNotFound, send_command
 
 # Write access is checked by CommandContextDep, each endpoint's one dependency; plain requests
-# take a shorter way to the same checks (command_route.py).
-router = APIRouter(prefix="/stations", tags=["commands"], route_class=CommandRoute)
+# take a shorter way to the same checks (plain_commands.py).
+router = APIRouter(prefix="/stations", tags=["commands"])
 
 Timeout = Annotated[
     float | None,

@@ -1,4 +1,4 @@
-"""Plain command requests take a short way through the API (command_route.py); every request,
+"""Plain command requests take a short way through the API (plain_commands.py); every request,
 plain or not, must be answered as FastAPI's standard way answers it."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from csms.bus.message import BusMessage
 from csms.config import Settings
@@ -115,3 +117,39 @@ async def test_a_plain_request_sends_the_command_with_its_timeout(
     assert body["action"] == "Reset"
     assert body["payload"] == {"type": "OnIdle", "evseId": 2}
     assert timeout == pytest.approx(6.0)  # the station's 5 s and the API's grace
+
+
+async def test_only_a_plain_request_takes_the_short_way(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standard: list[str] = []
+    fastapi_call = FastAPI.__call__
+
+    async def through_fastapi(app: FastAPI, scope: Scope, receive: Receive, send: Send) -> None:
+        standard.append(scope["path"])
+        await fastapi_call(app, scope, receive, send)
+
+    monkeypatch.setattr(FastAPI, "__call__", through_fastapi)
+    headers = {"authorization": "Bearer write-token"}
+    for content_type in (PLAIN, STANDARD):
+        response = await client.post(
+            "/stations/CS1/reset",
+            content=b'{"type": "OnIdle"}',
+            headers=headers | {"content-type": content_type},
+        )
+        assert response.json() == {"status": "Accepted"}
+    assert standard == ["/stations/CS1/reset"]
+
+
+async def test_a_large_body_takes_the_standard_way_whole(client: httpx.AsyncClient) -> None:
+    body = {"type": "OnIdle", "note": "x" * 100_000}
+    answers = []
+    for content_type in (PLAIN, STANDARD):
+        response = await client.post(
+            "/stations/CS1/reset",
+            json=body,
+            headers={"authorization": "Bearer write-token", "content-type": content_type},
+        )
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 422
