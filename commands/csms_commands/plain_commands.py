@@ -48,6 +48,9 @@ PLAIN_COMMANDS: dict[Callable[..., Any], PlainCommand] = {}
 
 
 class CommandApi(FastAPI):
+    """FastAPI, with plain command requests answered first. Middleware added to the
+    application does not see them: what it must do for them belongs in `_answer_plain`."""
+
     _plain_routes: tuple[tuple[re.Pattern[str], PlainCommand], ...] = ()
 
     def include_commands(self, router: APIRouter) -> None:
