@@ -98,6 +98,7 @@ def parameters(scenario: str, plan: Plan) -> dict[str, Any]:
             "gateways": [1, 2],
             "workers": 1,
             "split": "round-robin over both gateway URLs",
+            "storms": f"{plan.boot_storms} of each, in pairs of alternating order; median of each",
         },
     }[scenario]
 
@@ -283,6 +284,8 @@ def _line(scenario: str, target: str, result: dict[str, Any]) -> list[str]:
         return [
             f"1 gateway {_n(f['one_gateway_boots_per_s'])}/s, "
             f"2 gateways {_n(f['two_gateways_boots_per_s'])}/s, ratio {_n(f['ratio'], 2)}",
+            "median storms; each pair's ratio: "
+            + " / ".join(_n(ratio, 2) for ratio in f.get("ratio_each") or []),
             f"gateway CPU per boot {_n(f.get('one_gateway_gateway_cpu_ms_per_boot'), 3)} / "
             f"{_n(f.get('two_gateways_gateway_cpu_ms_per_boot'), 3)} ms, cores busy "
             f"{_n(f.get('one_gateway_cores_busy'), 2)} / {_n(f.get('two_gateways_cores_busy'), 2)}",

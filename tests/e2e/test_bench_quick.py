@@ -102,5 +102,9 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path: Path) -> No
             sum(second["requests"] for second in seconds)
             == (report["scenarios"]["commands"]["results"][target]["figures"]["requests"])
         )
+    # Scale-out: one ratio per pair of storms.
+    scale_out = report["scenarios"]["scale_out"]["results"]["distributed"]["figures"]
+    assert len(scale_out["ratio_each"]) == report["plan"]["boot_storms"]
+    assert all(is_number(ratio) for ratio in scale_out["ratio_each"])
     assert "boot_storm" in done.stdout  # the table is printed
     assert "CPU calibration" in done.stdout
