@@ -4,9 +4,9 @@ For a command, FastAPI's request handling costs more CPU than the command itself
 endpoint's parameters (path, query, body, the bearer scheme, the dependency), then the
 middleware stack and the routing around the endpoint. A plain request, the hot path, is
 answered before any of it, with FastAPI's own pieces: a JSON body the endpoint's model accepts,
-a `timeout` written as a plain positive number or none, a token allowed to write. Anything else
-goes the standard way, so every error answer (401, 403, 422 and its details) is FastAPI's own;
-so are those the command raises (404, 409, 503, 504).
+a `timeout` written as a plain positive number or none. Anything else goes the standard way,
+so every 422 and its details are FastAPI's own; the errors raised on the short way (401, 403,
+and the command's 404, 409, 503, 504) are answered by FastAPI's handler.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from csms.ocpp.actions import CsmsAction
 from csms.security.tokens import Scope as TokenScope
-from csms_commands.auth import bearer
+from csms_commands.auth import authorize, bearer
 from csms_commands.dependencies import CommandContext, command_context_of
 
 SendCommand = Callable[[CommandContext, str, CsmsAction, BaseModel, float | None], Awaitable[Any]]
@@ -113,17 +113,15 @@ class CommandApi(FastAPI):
             body = command.model.model_validate(json.loads(raw_body))
         except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError included
             return None
-        # The standard way answers 401 or 403 to a caller not allowed to write.
-        credentials = await bearer(request)
-        token = credentials.credentials if credentials else None
-        if await self.state.tokens.scope_of(token) is not TokenScope.WRITE:
-            return None
         try:
+            # As the standard way: HTTPBearer, then the write check, which raises 401 or 403.
+            await authorize(request, await bearer(request), TokenScope.WRITE)
             response: Response = await command.send(
                 command_context_of(request), station_id, command.action, body, timeout
             )
         except HTTPException as error:
-            # As FastAPI's exception middleware: the handler of the nearest class.
+            # The 401 or 403, or what the command raised (404, 409, 503, 504), answered as
+            # FastAPI's exception middleware does: by the handler of the nearest class.
             handler = next(
                 self.exception_handlers[cls]
                 for cls in type(error).__mro__
