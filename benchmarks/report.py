@@ -22,8 +22,8 @@ GOALS = {
     "steady_ingest": ">= 5000 msg/s persisted with station-side p99 <= 100 ms",
     "commands": "at 500 resets/s: HTTP p50 <= 10 ms and p99 <= 50 ms",
     "idle_memory": "<= 50 KB per idle connected station",
-    "scale_out": "two gateways boot close to twice as fast as one (ratio 1.8-2.2, both "
-    "storms complete)",
+    "scale_out": "two gateways boot close to twice as fast as one, each held to the same CPU "
+    "budget (ratio 1.8-2.2, both storms complete)",
 }
 
 NOTES = [
@@ -99,6 +99,10 @@ def parameters(scenario: str, plan: Plan) -> dict[str, Any]:
             "workers": 1,
             "split": "round-robin over both gateway URLs",
             "storms": f"{plan.boot_storms} of each, in pairs of alternating order; median of each",
+            "gateway_cpu_cores": plan.gateway_cpu_cores,
+            "cpu_budget": "the storms run twice: as the stack runs (uncapped_* figures), then "
+            "with each gateway process held to gateway_cpu_cores of a core by a cgroup CPU "
+            "quota; the goal is judged on the second where the machine allows the quota",
         },
     }[scenario]
 
@@ -139,9 +143,17 @@ def evaluate(scenario: str, target: str, result: dict[str, Any], plan: Plan) -> 
             figures.get("one_gateway_all_booted_s") is not None
             and figures.get("two_gateways_all_booted_s") is not None
         )
+        cores = figures.get("gateway_cpu_cores")
+        budget = (
+            f"each gateway held to {cores} of a core"
+            if cores
+            else "no CPU budget could be set: the gateways shared the machine's cores"
+        )
         if not complete:
-            return _verdict(False, f"ratio {ratio}, but not every station booted in a storm")
-        return _verdict(ratio is not None and 1.8 <= ratio <= 2.2, f"ratio {ratio}")
+            return _verdict(
+                False, f"ratio {ratio} ({budget}), but not every station booted in a storm"
+            )
+        return _verdict(ratio is not None and 1.8 <= ratio <= 2.2, f"ratio {ratio}, {budget}")
     raise ValueError(scenario)
 
 
@@ -281,16 +293,26 @@ def _line(scenario: str, target: str, result: dict[str, Any]) -> list[str]:
             f"{_n(f['kb_per_station'])} KB/station"
         ]
     if scenario == "scale_out":
-        return [
-            f"1 gateway {_n(f['one_gateway_boots_per_s'])}/s, "
-            f"2 gateways {_n(f['two_gateways_boots_per_s'])}/s, ratio {_n(f['ratio'], 2)}",
-            "median storms; each pair's ratio: "
-            + " / ".join(_n(ratio, 2) for ratio in f.get("ratio_each") or []),
-            f"gateway CPU per boot {_n(f.get('one_gateway_gateway_cpu_ms_per_boot'), 3)} / "
-            f"{_n(f.get('two_gateways_gateway_cpu_ms_per_boot'), 3)} ms, cores busy "
-            f"{_n(f.get('one_gateway_cores_busy'), 2)} / {_n(f.get('two_gateways_cores_busy'), 2)}",
-        ]
+        cores = f.get("gateway_cpu_cores")
+        if not cores:
+            return _scale_out_lines(f, "no CPU budget")
+        uncapped = {k.removeprefix("uncapped_"): v for k, v in f.items() if k[:9] == "uncapped_"}
+        return _scale_out_lines(f, f"each gateway held to {_n(cores, 2)} core") + (
+            _scale_out_lines(uncapped, "uncapped")
+        )
     return [str(f)]
+
+
+def _scale_out_lines(f: dict[str, Any], budget: str) -> list[str]:
+    return [
+        f"{budget}: 1 gateway {_n(f.get('one_gateway_boots_per_s'))}/s, "
+        f"2 gateways {_n(f.get('two_gateways_boots_per_s'))}/s, ratio {_n(f.get('ratio'), 2)}",
+        "  median storms; each pair's ratio: "
+        + " / ".join(_n(ratio, 2) for ratio in f.get("ratio_each") or []),
+        f"  gateway CPU per boot {_n(f.get('one_gateway_gateway_cpu_ms_per_boot'), 3)} / "
+        f"{_n(f.get('two_gateways_gateway_cpu_ms_per_boot'), 3)} ms, cores busy "
+        f"{_n(f.get('one_gateway_cores_busy'), 2)} / {_n(f.get('two_gateways_cores_busy'), 2)}",
+    ]
 
 
 def table(report: dict[str, Any]) -> str:

@@ -46,7 +46,7 @@ log = logging.getLogger("benchmarks")
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 # Whole-run budgets (seconds); scenarios that would not fit are skipped and say so.
-BUDGET_FULL = 19 * 60
+BUDGET_FULL = 25 * 60
 BUDGET_QUICK = 420
 # Roughly what each scenario needs at least on one target, in seconds; a scenario that no
 # longer fits is skipped, and the steady steps stop early to leave the later targets theirs.
@@ -55,7 +55,7 @@ MIN_SECONDS = {
     "boot_storm": 60,
     "steady_ingest": 30,
     "commands": 50,
-    "scale_out": 120,
+    "scale_out": 240,
 }
 MIN_SECONDS_QUICK = dict.fromkeys(MIN_SECONDS, 8)
 

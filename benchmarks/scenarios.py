@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import cpu_quota
 from benchmarks.http_client import HttpError, KeepAlivePool
 from benchmarks.loadgen import LoadGenerator, LoadGeneratorError
 from benchmarks.memory import cpu_seconds, pids_named, rss_kb
@@ -55,6 +56,10 @@ class Plan:
     scale_stations: int
     # Boot storms per target; the figures are the median storm's.
     boot_storms: int = 1
+    # Each gateway's CPU budget in the scale-out storms, in cores: two budgets and what the
+    # rest of the stack needs for twice one gateway's boots (about 1.4 times a gateway's CPU
+    # per boot) fit in 2 cores, with some to spare.
+    gateway_cpu_cores: float = 0.35
     connect_rate: float = 2000.0
     # Seconds after the last station started that the simulator waits for all to boot.
     boot_timeout_s: float = 45.0
@@ -867,49 +872,108 @@ async def idle_memory(bench: Bench, target: Target) -> dict[str, Any]:
 
 
 async def scale_out(bench: Bench, target: Target) -> dict[str, Any]:
-    """Boot storms through one gateway and through two (round-robin), same N, same stack:
-    `plan.boot_storms` of each, in pairs whose order alternates (one then two, two then one,
-    ...) so that the stack's drift weighs on both. A single pair's ratio ranged from 0.96 to
-    1.58 on the same code on a shared 2-core machine; the figures are each side's median storm,
-    with every pair's ratio."""
+    """Boot storms through one gateway and through two (round-robin), same N, same stack.
+
+    First as the stack runs, then with each gateway held to `plan.gateway_cpu_cores` of a core
+    (a cgroup CPU quota, as a container's `cpus:`). Everything shares this machine's cores:
+    without a budget, one gateway already takes what the rest of the stack leaves, and a second
+    gateway can only share it; with one, a second gateway brings a budget of its own, as it
+    would on a host of its own, and the ratio shows whether gateways add up or share a
+    bottleneck (broker, worker, database). The goal is judged on the budgeted storms when the
+    machine allows the quota, else on the others."""
     plan = bench.plan
     if len(target.ocpp_urls) < 2:
         raise ValueError("scale_out needs a deployment with two gateways")
     stations = plan.scale_stations
+    uncapped = await _storm_pairs(bench, target, stations)
+    gateways = {
+        name: popen.pid for name, popen in target.processes.items() if name.startswith("gateway")
+    }
+    with cpu_quota.hold(gateways, plan.gateway_cpu_cores, bench.tag.lower()) as quota:
+        capped = await _storm_pairs(bench, target, stations) if quota.applied else None
+        throttled = quota.throttled_share()
+    judged = capped or uncapped
+    notes = [f"uncapped, {note}" for note in _storm_notes(uncapped)]
+    if capped is None:
+        notes.append(f"gateways not held to a CPU budget: {quota.reason}")
+    else:
+        notes += [f"with the CPU budget, {note}" for note in _storm_notes(capped)]
+    return {
+        "figures": {
+            "stations": stations,
+            "gateway_cpu_cores": quota.cores if capped else None,
+            **_pair_figures(judged),
+            **{f"uncapped_{name}": value for name, value in _pair_figures(uncapped).items()},
+        },
+        "details": {
+            "one_gateway": judged.one,
+            "two_gateways": judged.two,
+            "uncapped": {"one_gateway": uncapped.one, "two_gateways": uncapped.two},
+            "cpu_quota": {
+                "cores": quota.cores,
+                "applied": capped is not None,
+                "reason": quota.reason,
+                "period_us": cpu_quota.PERIOD_US,
+                "throttled_share": throttled,
+            },
+        },
+        "notes": notes,
+    }
+
+
+@dataclass(frozen=True)
+class StormPairs:
+    """The median storm through one gateway and through two, and each pair's ratio."""
+
+    one: dict[str, Any]
+    two: dict[str, Any]
+    ratio_each: list[float | None]
+
+
+async def _storm_pairs(bench: Bench, target: Target, stations: int) -> StormPairs:
+    """`plan.boot_storms` storms through one gateway and as many through two, in pairs whose
+    order alternates (one then two, two then one, ...) so that the stack's drift weighs on
+    both. A single pair's ratio ranged from 0.96 to 1.58 on the same code on a shared 2-core
+    machine: the figures are each side's median storm, with every pair's ratio."""
+    plan = bench.plan
     storms: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     for pair in range(plan.boot_storms):
         if pair and bench.remaining() < 2 * (_boot_wait(bench, stations) + plan.persist_grace_s):
             break
         for gateways in (1, 2) if pair % 2 == 0 else (2, 1):
-            if storms[1] or storms[2]:
-                await settle(target)
+            await settle(target)
             storm = await run_boot_storm(
                 bench, target, target.ocpp_urls[:gateways], stations, "O" if gateways == 1 else "T"
             )
             storms[gateways].append(storm)
-    one = median_storm(storms[1], plan.boot_storms)
-    two = median_storm(storms[2], plan.boot_storms)
-    one_rate = one["figures"]["boots_per_s"]
-    two_rate = two["figures"]["boots_per_s"]
+    return StormPairs(
+        one=median_storm(storms[1], plan.boot_storms),
+        two=median_storm(storms[2], plan.boot_storms),
+        ratio_each=[
+            _ratio(o["figures"]["boots_per_s"], t["figures"]["boots_per_s"])
+            for o, t in zip(storms[1], storms[2], strict=True)
+        ],
+    )
+
+
+def _pair_figures(storms: StormPairs) -> dict[str, Any]:
+    one, two = storms.one, storms.two
     return {
-        "figures": {
-            "stations": stations,
-            "one_gateway_boots_per_s": one_rate,
-            "two_gateways_boots_per_s": two_rate,
-            "ratio": _ratio(one_rate, two_rate),
-            "ratio_each": [
-                _ratio(o["figures"]["boots_per_s"], t["figures"]["boots_per_s"])
-                for o, t in zip(storms[1], storms[2], strict=True)
-            ],
-            "one_gateway_all_booted_s": one["figures"]["time_to_all_booted_s"],
-            "two_gateways_all_booted_s": two["figures"]["time_to_all_booted_s"],
-            **{f"one_gateway_{name}": value for name, value in storm_cost(one).items()},
-            **{f"two_gateways_{name}": value for name, value in storm_cost(two).items()},
-        },
-        "details": {"one_gateway": one, "two_gateways": two},
-        "notes": [f"one gateway: {n}" for n in one["notes"]]
-        + [f"two gateways: {n}" for n in two["notes"]],
+        "one_gateway_boots_per_s": one["figures"]["boots_per_s"],
+        "two_gateways_boots_per_s": two["figures"]["boots_per_s"],
+        "ratio": _ratio(one["figures"]["boots_per_s"], two["figures"]["boots_per_s"]),
+        "ratio_each": storms.ratio_each,
+        "one_gateway_all_booted_s": one["figures"]["time_to_all_booted_s"],
+        "two_gateways_all_booted_s": two["figures"]["time_to_all_booted_s"],
+        **{f"one_gateway_{name}": value for name, value in storm_cost(one).items()},
+        **{f"two_gateways_{name}": value for name, value in storm_cost(two).items()},
     }
+
+
+def _storm_notes(storms: StormPairs) -> list[str]:
+    return [f"one gateway: {n}" for n in storms.one["notes"]] + [
+        f"two gateways: {n}" for n in storms.two["notes"]
+    ]
 
 
 def _ratio(one: float | None, two: float | None) -> float | None:

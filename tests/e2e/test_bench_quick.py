@@ -102,9 +102,15 @@ def test_quick_benchmark_reports_every_scenario_and_target(tmp_path: Path) -> No
             sum(second["requests"] for second in seconds)
             == (report["scenarios"]["commands"]["results"][target]["figures"]["requests"])
         )
-    # Scale-out: one ratio per pair of storms.
-    scale_out = report["scenarios"]["scale_out"]["results"]["distributed"]["figures"]
-    assert len(scale_out["ratio_each"]) == report["plan"]["boot_storms"]
-    assert all(is_number(ratio) for ratio in scale_out["ratio_each"])
+    # Scale-out: one ratio per pair of storms, with each gateway held to its CPU budget (this
+    # machine allows the quota) and without.
+    scale_out = report["scenarios"]["scale_out"]["results"]["distributed"]
+    figures = scale_out["figures"]
+    assert figures["gateway_cpu_cores"] == report["plan"]["gateway_cpu_cores"], scale_out["notes"]
+    assert scale_out["details"]["cpu_quota"]["applied"]
+    for prefix in ("", "uncapped_"):
+        assert len(figures[f"{prefix}ratio_each"]) == report["plan"]["boot_storms"]
+        assert all(is_number(ratio) for ratio in figures[f"{prefix}ratio_each"])
+        assert is_number(figures[f"{prefix}ratio"])
     assert "boot_storm" in done.stdout  # the table is printed
     assert "CPU calibration" in done.stdout
