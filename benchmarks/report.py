@@ -22,8 +22,8 @@ GOALS = {
     "steady_ingest": ">= 5000 msg/s persisted with station-side p99 <= 100 ms",
     "commands": "at 500 resets/s: HTTP p50 <= 10 ms and p99 <= 50 ms",
     "idle_memory": "<= 50 KB per idle connected station",
-    "scale_out": "two gateways boot close to twice as fast as one, each held to the same CPU "
-    "budget (ratio 1.8-2.2, both storms complete)",
+    "scale_out": "two gateways boot at least close to twice as fast as one, each held to the "
+    "same CPU budget (ratio >= 1.8, both storms complete)",
 }
 
 NOTES = [
@@ -153,7 +153,8 @@ def evaluate(scenario: str, target: str, result: dict[str, Any], plan: Plan) -> 
             return _verdict(
                 False, f"ratio {ratio} ({budget}), but not every station booted in a storm"
             )
-        return _verdict(ratio is not None and 1.8 <= ratio <= 2.2, f"ratio {ratio}, {budget}")
+        # Above 2 is no fault: a gateway holding half the stations costs less CPU per boot.
+        return _verdict(ratio is not None and ratio >= 1.8, f"ratio {ratio}, {budget}")
     raise ValueError(scenario)
 
 

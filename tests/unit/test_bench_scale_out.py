@@ -1,10 +1,12 @@
-"""The scale-out scenario's cost figures: the gateways' CPU per boot and the cores busy."""
+"""The scale-out scenario: the cost figures (the gateways' CPU per boot, the cores busy) and the
+verdict."""
 
 from __future__ import annotations
 
 import math
 
-from benchmarks.scenarios import storm_cost
+from benchmarks.report import evaluate
+from benchmarks.scenarios import Plan, storm_cost
 
 
 def _storm(cpu: dict[str, float | None], booted: int, wall: float) -> dict[str, object]:
@@ -34,3 +36,29 @@ def test_a_storm_in_which_nothing_booted_has_no_cost_per_boot() -> None:
         "gateway_cpu_ms_per_boot": None,
         "cores_busy": None,
     }
+
+
+def _verdict(ratio: float, cores: float | None) -> dict[str, str]:
+    figures = {
+        "ratio": ratio,
+        "gateway_cpu_cores": cores,
+        "one_gateway_all_booted_s": 25.0,
+        "two_gateways_all_booted_s": 11.0,
+    }
+    return evaluate("scale_out", "distributed", {"figures": figures}, Plan.create(False, None))
+
+
+def test_scale_out_passes_from_1_8_and_says_what_budget_the_gateways_had() -> None:
+    assert _verdict(2.31, 0.35) == {
+        "status": "pass",
+        "reason": "ratio 2.31, each gateway held to 0.35 of a core",
+    }
+    assert _verdict(1.8, 0.35)["status"] == "pass"
+    assert _verdict(1.79, 0.35)["status"] == "fail"
+
+
+def test_without_a_budget_the_verdict_says_the_gateways_shared_the_cores() -> None:
+    verdict = _verdict(1.2, None)
+
+    assert verdict["status"] == "fail"
+    assert "no CPU budget could be set" in verdict["reason"]
