@@ -22,6 +22,7 @@ from pamqp.commands import Basic
 from csms.bus import topology
 from csms.bus.base import Bus, cancel_tasks
 from csms.bus.batching import Batching
+from csms.bus.coalescing import Coalescer
 from csms.bus.message import (
     BatchHandler,
     Body,
@@ -29,6 +30,7 @@ from csms.bus.message import (
     BusMessage,
     Handler,
     Unroutable,
+    new_id,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,12 @@ log = logging.getLogger(__name__)
 # A failed handler's message goes back to the queue after this pause (the broker counts the
 # deliveries and dead-letters the message past `max_redeliveries`).
 _REDELIVERY_DELAY = 1.0
+# The type of an AMQP message that carries several: messages for one inbox, or replies for one
+# requester, produced in the same round of the sender's event loop (ADR 0025).
+BATCH_TYPE = "bus.batch"
+
+# What messages for an inbox must share to travel together: the inbox, mandatory, the TTL.
+_InboxKey = tuple[str, bool, float | None]
 
 
 class AmqpBus(Bus):
@@ -60,6 +68,8 @@ class AmqpBus(Bus):
         self._exchanges: dict[str, AbstractExchange] = {}
         self._reply: AbstractQueue | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._to_inboxes: Coalescer[_InboxKey, BusMessage] = Coalescer(self._publish_to_inbox)
+        self._replies: Coalescer[str, tuple[str, Body]] = Coalescer(self._publish_replies)
 
     @property
     def reply_queue(self) -> str:
@@ -79,6 +89,8 @@ class AmqpBus(Bus):
 
     async def close(self) -> None:
         await cancel_tasks(self._tasks)
+        await self._to_inboxes.close()
+        await self._replies.close()
         if self._connection is not None:
             await self._connection.close()
 
@@ -131,6 +143,12 @@ class AmqpBus(Bus):
     ) -> None:
         if exchange not in self._exchanges:
             raise BusError(f"unknown exchange {exchange!r}")
+        if exchange == topology.COMMANDS_EXCHANGE:
+            # Shielded: a caller that stops waiting must not cancel the others' publish.
+            await asyncio.shield(
+                self._to_inboxes.add((routing_key, mandatory, message.ttl), message)
+            )
+            return
         properties = _properties(
             message,
             # Only the durable work queues outlive a broker restart; what goes to a process's
@@ -138,13 +156,41 @@ class AmqpBus(Bus):
             # it to disk would cost the broker for nothing.
             persistent=exchange == topology.EVENTS_EXCHANGE,
         )
+        await self._publish_raw(exchange, routing_key, message.encode_body(), properties, mandatory)
+
+    async def _publish_to_inbox(self, key: _InboxKey, messages: list[BusMessage]) -> None:
+        routing_key, mandatory, ttl = key
+        if len(messages) == 1:
+            body = messages[0].encode_body()
+            properties = _properties(messages[0], persistent=False)
+        else:
+            body = orjson.dumps([_packed(message) for message in messages])
+            properties = Basic.Properties(
+                content_type="application/json",
+                delivery_mode=1,
+                message_id=new_id(),
+                message_type=BATCH_TYPE,
+                expiration=_expiration(ttl),
+            )
+        await self._publish_raw(
+            topology.COMMANDS_EXCHANGE, routing_key, body, properties, mandatory
+        )
+
+    async def _publish_raw(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Basic.Properties,
+        mandatory: bool,
+    ) -> None:
         try:
             # Bounded: with the broker away, the caller gets an error (a station: InternalError,
             # and sends again) instead of waiting for ever.
             async with asyncio.timeout(self._publish_timeout):
                 channel = await self._channel().get_underlay_channel()
                 await channel.basic_publish(
-                    message.encode_body(),
+                    body,
                     exchange=exchange,
                     routing_key=routing_key,
                     properties=properties,
@@ -160,27 +206,44 @@ class AmqpBus(Bus):
             raise BusError(f"publish to {exchange!r} failed: {exc}") from exc
 
     async def send_reply(self, reply_to: str, correlation_id: str, body: Body) -> None:
+        await asyncio.shield(self._replies.add(reply_to, (correlation_id, body)))
+
+    async def _publish_replies(self, reply_to: str, replies: list[tuple[str, Body]]) -> None:
+        """Best effort: a reply that cannot be sent is logged, its requester times out."""
         if self._reply_out is None:
-            log.warning("reply to %s dropped: bus is not connected", reply_to)
+            log.warning("%d replies to %s dropped: bus is not connected", len(replies), reply_to)
             return
-        properties = Basic.Properties(
-            content_type="application/json", delivery_mode=1, correlation_id=correlation_id
-        )
+        if len(replies) == 1:
+            correlation_id, reply = replies[0]
+            body = orjson.dumps(reply)
+            properties = Basic.Properties(
+                content_type="application/json", delivery_mode=1, correlation_id=correlation_id
+            )
+        else:
+            body = orjson.dumps(replies)
+            properties = Basic.Properties(
+                content_type="application/json", delivery_mode=1, message_type=BATCH_TYPE
+            )
         try:
             channel = await self._reply_out.get_underlay_channel()
             await channel.basic_publish(
-                orjson.dumps(body), exchange="", routing_key=reply_to, properties=properties
+                body, exchange="", routing_key=reply_to, properties=properties
             )
         except (AMQPError, PublishError, ConnectionError, RuntimeError):
-            log.warning("reply to %s could not be sent", reply_to, exc_info=True)
+            log.warning("%d replies to %s could not be sent", len(replies), reply_to, exc_info=True)
 
     async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
         try:
-            body = BusMessage.decode_body(incoming.body)
-        except ValueError:
-            log.warning("dropping undecodable reply %s", incoming.correlation_id)
-            return
-        self._deliver_reply(incoming.correlation_id, body)
+            if incoming.type != BATCH_TYPE:
+                body = BusMessage.decode_body(incoming.body)
+                self._deliver_reply(incoming.correlation_id, body)
+                return
+            # [[correlation id, body], ...]
+            for correlation_id, body in orjson.loads(incoming.body):
+                if isinstance(body, dict):
+                    self._deliver_reply(correlation_id, body)
+        except (ValueError, TypeError):
+            log.warning("dropping undecodable reply %s", incoming.correlation_id or "batch")
 
     async def consume_batches(
         self,
@@ -214,7 +277,8 @@ class AmqpBus(Bus):
         # have reached the station already, and its requester times out.
 
         async def deliver(incoming: AbstractIncomingMessage) -> None:
-            self._spawn(self._handle_unacknowledged(queue, incoming, handler))
+            for message in _inbox_messages(queue, incoming):
+                self._spawn(self._handle_unacknowledged(queue, message, handler))
 
         await inbox.consume(deliver, no_ack=True)
 
@@ -224,18 +288,14 @@ class AmqpBus(Bus):
         task.add_done_callback(self._tasks.discard)
 
     async def _handle_unacknowledged(
-        self, queue: str, incoming: AbstractIncomingMessage, handler: Handler
+        self, queue: str, message: BusMessage, handler: Handler
     ) -> None:
-        message = _bus_message(incoming)
-        if message is None:
-            log.error("dropping undecodable message %s on %s", incoming.message_id, queue)
-            return
         try:
             reply = await handler(message)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("handler for %s failed on message %s", queue, incoming.message_id)
+            log.exception("handler for %s failed on message %s", queue, message.message_id)
             return
         if reply is not None and message.reply_to and message.correlation_id:
             await self.send_reply(message.reply_to, message.correlation_id, reply)
@@ -294,6 +354,7 @@ class AmqpBus(Bus):
         except Exception as exc:
             outcomes = [exc] * len(deliveries)
         failed = False
+        replies: set[asyncio.Future[None]] = set()
         for (incoming, message), outcome in zip(deliveries, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.error(
@@ -303,15 +364,59 @@ class AmqpBus(Bus):
                     exc_info=outcome,
                 )
                 failed = True
-                continue
-            if outcome is not None and message.reply_to and message.correlation_id:
-                await self.send_reply(message.reply_to, message.correlation_id, outcome)
-            await _settle(incoming.ack())
+            elif outcome is not None and message.reply_to and message.correlation_id:
+                replies.add(self._replies.add(message.reply_to, (message.correlation_id, outcome)))
+        if replies:
+            # The replies go out before the acks, together (a reply's failure is only logged).
+            await asyncio.wait(replies)
+        for (incoming, _), outcome in zip(deliveries, outcomes, strict=True):
+            if not isinstance(outcome, Exception):
+                await _settle(incoming.ack())
         if failed:
             await asyncio.sleep(_REDELIVERY_DELAY)
             for (incoming, _), outcome in zip(deliveries, outcomes, strict=True):
                 if isinstance(outcome, Exception):
                     await _settle(incoming.nack(requeue=True))
+
+
+def _packed(message: BusMessage) -> dict[str, object]:
+    return {
+        "messageId": message.message_id,
+        "type": message.type,
+        "correlationId": message.correlation_id,
+        "replyTo": message.reply_to,
+        "body": message.body,
+    }
+
+
+def _inbox_messages(queue: str, incoming: AbstractIncomingMessage) -> list[BusMessage]:
+    """The message an inbox delivery carries, or each of a batch; none if undecodable."""
+    if incoming.type != BATCH_TYPE:
+        message = _bus_message(incoming)
+        if message is None:
+            log.error("dropping undecodable message %s on %s", incoming.message_id, queue)
+            return []
+        return [message]
+    try:
+        packed = orjson.loads(incoming.body)
+        return [
+            BusMessage(
+                body=item["body"],
+                type=item["type"],
+                message_id=item["messageId"],
+                correlation_id=item["correlationId"],
+                reply_to=item["replyTo"],
+            )
+            for item in packed
+            if isinstance(item["body"], dict)
+        ]
+    except (ValueError, TypeError, KeyError):
+        log.error("dropping undecodable batch %s on %s", incoming.message_id, queue)
+        return []
+
+
+def _expiration(ttl: float | None) -> str | None:
+    return None if ttl is None else str(int(ttl * 1000))
 
 
 def _properties(message: BusMessage, *, persistent: bool) -> Basic.Properties:
@@ -324,7 +429,7 @@ def _properties(message: BusMessage, *, persistent: bool) -> Basic.Properties:
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
         message_type=message.type or None,
-        expiration=None if message.ttl is None else str(int(message.ttl * 1000)),
+        expiration=_expiration(message.ttl),
     )
 
 
