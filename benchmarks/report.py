@@ -311,7 +311,8 @@ def _scale_out_lines(f: dict[str, Any], budget: str) -> list[str]:
         "  median storms; each pair's ratio: "
         + " / ".join(_n(ratio, 2) for ratio in f.get("ratio_each") or []),
         f"  gateway CPU per boot {_n(f.get('one_gateway_gateway_cpu_ms_per_boot'), 3)} / "
-        f"{_n(f.get('two_gateways_gateway_cpu_ms_per_boot'), 3)} ms, cores busy "
+        f"{_n(f.get('two_gateways_gateway_cpu_ms_per_boot'), 3)} ms (ratio at equal CPU per "
+        f"boot {_n(f.get('ratio_at_equal_cpu_per_boot'), 2)}), cores busy "
         f"{_n(f.get('one_gateway_cores_busy'), 2)} / {_n(f.get('two_gateways_cores_busy'), 2)}",
     ]
 

@@ -958,16 +958,28 @@ async def _storm_pairs(bench: Bench, target: Target, stations: int) -> StormPair
 
 def _pair_figures(storms: StormPairs) -> dict[str, Any]:
     one, two = storms.one, storms.two
+    ratio = _ratio(one["figures"]["boots_per_s"], two["figures"]["boots_per_s"])
+    one_cost, two_cost = storm_cost(one), storm_cost(two)
     return {
         "one_gateway_boots_per_s": one["figures"]["boots_per_s"],
         "two_gateways_boots_per_s": two["figures"]["boots_per_s"],
-        "ratio": _ratio(one["figures"]["boots_per_s"], two["figures"]["boots_per_s"]),
+        "ratio": ratio,
         "ratio_each": storms.ratio_each,
+        "ratio_at_equal_cpu_per_boot": _at_equal_cost(
+            ratio, one_cost["gateway_cpu_ms_per_boot"], two_cost["gateway_cpu_ms_per_boot"]
+        ),
         "one_gateway_all_booted_s": one["figures"]["time_to_all_booted_s"],
         "two_gateways_all_booted_s": two["figures"]["time_to_all_booted_s"],
-        **{f"one_gateway_{name}": value for name, value in storm_cost(one).items()},
-        **{f"two_gateways_{name}": value for name, value in storm_cost(two).items()},
+        **{f"one_gateway_{name}": value for name, value in one_cost.items()},
+        **{f"two_gateways_{name}": value for name, value in two_cost.items()},
     }
+
+
+def _at_equal_cost(ratio: float | None, one_ms: float | None, two_ms: float | None) -> float | None:
+    """The ratio had a boot cost the gateways as much CPU through one as through two: it
+    separates the gateways' CPU each side got (near 2 with a budget each, if nothing else held
+    them back) from a difference in what a boot cost them."""
+    return round(ratio * two_ms / one_ms, 3) if ratio and one_ms and two_ms else None
 
 
 def _storm_notes(storms: StormPairs) -> list[str]:

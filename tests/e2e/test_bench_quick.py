@@ -41,6 +41,7 @@ EXPECTED: dict[str, dict[str, tuple[str, ...]]] = {
             "one_gateway_boots_per_s",
             "two_gateways_boots_per_s",
             "ratio",
+            "ratio_at_equal_cpu_per_boot",
             "one_gateway_gateway_cpu_ms_per_boot",
             "two_gateways_gateway_cpu_ms_per_boot",
             "one_gateway_cores_busy",

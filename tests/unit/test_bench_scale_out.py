@@ -4,9 +4,10 @@ verdict."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from benchmarks.report import evaluate
-from benchmarks.scenarios import Plan, storm_cost
+from benchmarks.scenarios import Plan, StormPairs, _pair_figures, storm_cost
 
 
 def _storm(cpu: dict[str, float | None], booted: int, wall: float) -> dict[str, object]:
@@ -62,3 +63,29 @@ def test_without_a_budget_the_verdict_says_the_gateways_shared_the_cores() -> No
 
     assert verdict["status"] == "fail"
     assert "no CPU budget could be set" in verdict["reason"]
+
+
+def test_the_ratio_at_equal_cpu_per_boot_takes_out_what_a_boot_cost_each_side() -> None:
+    # One gateway: 10,000 boots in 25 s at 0.35 s of CPU a second; two: in 10 s at 0.7.
+    def storm(cpu: dict[str, float | None], wall: float) -> dict[str, Any]:
+        return {
+            "figures": {
+                "booted": 10_000,
+                "boots_per_s": 10_000 / wall,
+                "time_to_all_booted_s": wall,
+            },
+            "details": {"cpu_s": cpu, "wall_s": wall},
+        }
+
+    pairs = StormPairs(
+        one=storm({"gateway-1": 8.75}, 25.0),
+        two=storm({"gateway-1": 3.5, "gateway-2": 3.5}, 10.0),
+        ratio_each=[2.5],
+    )
+
+    figures = _pair_figures(pairs)
+
+    assert figures["ratio"] == 2.5
+    assert figures["one_gateway_gateway_cpu_ms_per_boot"] == 0.875
+    assert figures["two_gateways_gateway_cpu_ms_per_boot"] == 0.7
+    assert figures["ratio_at_equal_cpu_per_boot"] == 2.0
