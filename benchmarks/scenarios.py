@@ -902,8 +902,8 @@ async def scale_out(bench: Bench, target: Target) -> dict[str, Any]:
         "figures": {
             "stations": stations,
             "gateway_cpu_cores": quota.cores if capped else None,
-            **_pair_figures(judged),
-            **{f"uncapped_{name}": value for name, value in _pair_figures(uncapped).items()},
+            **pair_figures(judged),
+            **{f"uncapped_{name}": value for name, value in pair_figures(uncapped).items()},
         },
         "details": {
             "one_gateway": judged.one,
@@ -956,7 +956,7 @@ async def _storm_pairs(bench: Bench, target: Target, stations: int) -> StormPair
     )
 
 
-def _pair_figures(storms: StormPairs) -> dict[str, Any]:
+def pair_figures(storms: StormPairs) -> dict[str, Any]:
     one, two = storms.one, storms.two
     ratio = _ratio(one["figures"]["boots_per_s"], two["figures"]["boots_per_s"])
     one_cost, two_cost = storm_cost(one), storm_cost(two)

@@ -139,6 +139,17 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
+async def amqp_bus(contract_amqp_url: str) -> AsyncIterator[AmqpBus]:
+    """A connected AmqpBus alone, for what only RabbitMQ can show."""
+    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
+    await bus.connect()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+@pytest.fixture
 async def work_queues(harness: Harness) -> Bus:
     """The bus with its work queues declared and the status queue empty."""
     await harness.bus.declare_work_queues()
@@ -373,110 +384,96 @@ async def test_a_lingering_consumer_takes_what_arrives_meanwhile_as_one_batch(
 
 
 async def test_after_a_broker_reconnect_the_inbox_is_addressable_again(
-    contract_amqp_url: str,
+    amqp_bus: AmqpBus, contract_amqp_url: str
 ) -> None:
     """The inbox and its binding are restored when the connection comes back."""
-    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
-    await bus.connect()
-    try:
+    bus = amqp_bus
 
-        async def handler(message: BusMessage) -> Body:
-            return {"held": message.body["stationId"]}
+    async def handler(message: BusMessage) -> Body:
+        return {"held": message.body["stationId"]}
 
-        inbox = unique("gateway.contract")
-        await bus.open_inbox(inbox, handler)
-        station = unique("S-held")
+    inbox = unique("gateway.contract")
+    await bus.open_inbox(inbox, handler)
+    station = unique("S-held")
 
-        vhost = contract_amqp_url.rsplit("/", 1)[1]
-        await asyncio.to_thread(services.close_connections, vhost)
+    vhost = contract_amqp_url.rsplit("/", 1)[1]
+    await asyncio.to_thread(services.close_connections, vhost)
 
-        async def ask() -> Body:
-            command = BusMessage(body={"stationId": station}, type=topology.COMMAND)
-            return await bus.request(
-                topology.COMMANDS_EXCHANGE, inbox, command, timeout=5, mandatory=True
-            )
+    async def ask() -> Body:
+        command = BusMessage(body={"stationId": station}, type=topology.COMMAND)
+        return await bus.request(
+            topology.COMMANDS_EXCHANGE, inbox, command, timeout=5, mandatory=True
+        )
 
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    assert await ask() == {"held": station}
-                    break
-                except BusError:  # not yet reconnected, or not yet rebound
-                    await asyncio.sleep(0.2)
-    finally:
-        await bus.close()
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                assert await ask() == {"held": station}
+                break
+            except BusError:  # not yet reconnected, or not yet rebound
+                await asyncio.sleep(0.2)
 
 
 async def test_requests_for_one_inbox_in_the_same_round_travel_as_one_message(
-    contract_amqp_url: str,
+    amqp_bus: AmqpBus, contract_amqp_url: str
 ) -> None:
     """Requests made in one round of the event loop for the same inbox go as one AMQP
     message; the inbox handles each on its own and each requester gets its own reply. A
     request made later goes on its own, as a plain message."""
-    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
-    await bus.connect()
-    try:
-        handled: list[str] = []
+    bus = amqp_bus
+    handled: list[str] = []
 
-        async def handler(message: BusMessage) -> Body:
-            handled.append(message.message_id)
-            return {"n": message.body["n"], "correlation": message.correlation_id}
+    async def handler(message: BusMessage) -> Body:
+        handled.append(message.message_id)
+        return {"n": message.body["n"], "correlation": message.correlation_id}
 
-        inbox = unique("gateway.contract")
-        await bus.open_inbox(inbox, handler)
-        async with await aio_pika.connect(contract_amqp_url) as connection:
-            # A second queue bound with the inbox's key sees every AMQP message sent to it.
-            channel = await connection.channel()
-            spy = await channel.declare_queue(exclusive=True)
-            await spy.bind(topology.COMMANDS_EXCHANGE, inbox)
+    inbox = unique("gateway.contract")
+    await bus.open_inbox(inbox, handler)
+    async with await aio_pika.connect(contract_amqp_url) as connection:
+        # A second queue bound with the inbox's key sees every AMQP message sent to it.
+        channel = await connection.channel()
+        spy = await channel.declare_queue(exclusive=True)
+        await spy.bind(topology.COMMANDS_EXCHANGE, inbox)
 
-            def command(n: int) -> BusMessage:
-                return BusMessage(body={"n": n}, type=topology.COMMAND, ttl=30)
+        def command(n: int) -> BusMessage:
+            return BusMessage(body={"n": n}, type=topology.COMMAND, ttl=30)
 
-            commands = [command(n) for n in range(5)]
-            replies = await asyncio.gather(
-                *(
-                    bus.request(topology.COMMANDS_EXCHANGE, inbox, c, timeout=5, mandatory=True)
-                    for c in commands
-                )
+        commands = [command(n) for n in range(5)]
+        replies = await asyncio.gather(
+            *(
+                bus.request(topology.COMMANDS_EXCHANGE, inbox, c, timeout=5, mandatory=True)
+                for c in commands
             )
-            later = command(5)
-            last = await bus.request(topology.COMMANDS_EXCHANGE, inbox, later, timeout=5)
+        )
+        later = command(5)
+        last = await bus.request(topology.COMMANDS_EXCHANGE, inbox, later, timeout=5)
 
-            assert replies == [
-                {"n": n, "correlation": c.message_id} for n, c in enumerate(commands)
-            ]
-            assert last == {"n": 5, "correlation": later.message_id}
-            assert sorted(handled) == sorted(c.message_id for c in [*commands, later])
-            seen = [await spy.get(no_ack=True, timeout=5) for _ in range(2)]
-            assert await spy.get(no_ack=True, fail=False) is None
-            assert [m.type for m in seen] == ["bus.batch", topology.COMMAND]
-            assert seen[0].expiration is not None
-            assert BusMessage.decode_body(seen[1].body) == {"n": 5}
-    finally:
-        await bus.close()
+        assert replies == [{"n": n, "correlation": c.message_id} for n, c in enumerate(commands)]
+        assert last == {"n": 5, "correlation": later.message_id}
+        assert sorted(handled) == sorted(c.message_id for c in [*commands, later])
+        seen = [await spy.get(no_ack=True, timeout=5) for _ in range(2)]
+        assert await spy.get(no_ack=True, fail=False) is None
+        assert [m.type for m in seen] == ["bus.batch", topology.COMMAND]
+        assert seen[0].expiration is not None
+        assert BusMessage.decode_body(seen[1].body) == {"n": 5}
 
 
 async def test_a_request_batch_for_a_gateway_that_is_gone_is_unroutable_for_each(
-    contract_amqp_url: str,
+    amqp_bus: AmqpBus,
 ) -> None:
-    bus = AmqpBus(contract_amqp_url, max_redeliveries=MAX_REDELIVERIES)
-    await bus.connect()
-    try:
-        gone = topology.gateway_queue(unique("gone"))
-        outcomes = await asyncio.gather(
-            *(
-                bus.publish(
-                    topology.COMMANDS_EXCHANGE,
-                    gone,
-                    BusMessage(body={"n": n}, type=topology.COMMAND),
-                    mandatory=True,
-                )
-                for n in range(3)
-            ),
-            return_exceptions=True,
-        )
+    """Messages that travel together share the broker's answer: each publish raises."""
+    gone = topology.gateway_queue(unique("gone"))
+    outcomes = await asyncio.gather(
+        *(
+            amqp_bus.publish(
+                topology.COMMANDS_EXCHANGE,
+                gone,
+                BusMessage(body={"n": n}, type=topology.COMMAND),
+                mandatory=True,
+            )
+            for n in range(3)
+        ),
+        return_exceptions=True,
+    )
 
-        assert [type(outcome) for outcome in outcomes] == [Unroutable] * 3
-    finally:
-        await bus.close()
+    assert [type(outcome) for outcome in outcomes] == [Unroutable] * 3

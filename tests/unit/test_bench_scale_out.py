@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from benchmarks.report import evaluate
-from benchmarks.scenarios import Plan, StormPairs, _pair_figures, storm_cost
+from benchmarks.scenarios import Plan, StormPairs, pair_figures, storm_cost
 
 
 def _storm(cpu: dict[str, float | None], booted: int, wall: float) -> dict[str, object]:
@@ -83,7 +83,7 @@ def test_the_ratio_at_equal_cpu_per_boot_takes_out_what_a_boot_cost_each_side() 
         ratio_each=[2.5],
     )
 
-    figures = _pair_figures(pairs)
+    figures = pair_figures(pairs)
 
     assert figures["ratio"] == 2.5
     assert figures["one_gateway_gateway_cpu_ms_per_boot"] == 0.875
