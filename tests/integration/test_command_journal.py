@@ -161,13 +161,41 @@ async def _journal_backends(engine: AsyncEngine) -> set[int]:
         return {row[0] for row in rows}
 
 
-async def test_start_opens_the_connections_the_first_commands_use(tmp_path: Path) -> None:
+async def test_commands_created_and_answered_together_are_each_written(
+    engine: AsyncEngine, journal: CommandJournal, prefix: str
+) -> None:
+    station_id = f"{prefix}-1"
+    await _stations(engine, {station_id: "gw"})
+    t0 = datetime.now(UTC)
+    answered = [_command(station_id, t0, evse) for evse in (1, 2)]
+    for command in answered:
+        await journal.create(command)
+    created = [_command(station_id, t0, evse) for evse in (1, 2)]
+    at = t0 + timedelta(seconds=1)
+
+    # Submitted in one round of the event loop: they share the journal's writes.
+    routes = await asyncio.gather(
+        *(journal.create(command) for command in created),
+        *(journal.record(command, CommandOutcome(Outcome.TIMEOUT, at=at)) for command in answered),
+    )
+
+    assert routes == [CommandRoute("gw"), CommandRoute("gw"), None, None]
+    rows = await _rows(engine, answered + created)
+    assert [rows[c.id].outcome for c in answered + created] == [
+        "timeout",
+        "timeout",
+        "pending",
+        "pending",
+    ]
+
+
+async def test_start_opens_the_connection_the_first_commands_use(tmp_path: Path) -> None:
     async with migrated_engine("postgres", tmp_path) as engine:
         journal = CommandJournal(create_session_factory(engine))
         try:
             await journal.start()
             opened = await _journal_backends(engine)
-            assert len(opened) == 2
+            assert len(opened) == 1
             await _stations(engine, {"started-1": "gw"})
             command = _command("started-1", datetime.now(UTC))
             assert await journal.create(command) == CommandRoute("gw")
@@ -177,7 +205,7 @@ async def test_start_opens_the_connections_the_first_commands_use(tmp_path: Path
             await journal.close()
 
 
-async def test_start_with_the_database_away_leaves_the_connections_to_the_first_command(
+async def test_start_with_the_database_away_leaves_the_connection_to_the_first_command(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:9/nowhere")

@@ -1,7 +1,7 @@
 """Where the API records commands and their outcomes: two writes per command, on its hot path.
 
 The writes of concurrent commands are grouped (see grouping.py): one statement, or one
-transaction, for all the commands created, or answered, while the previous write ran; see
+transaction, for all the commands created and answered while the previous write ran; see
 postgres_command_writes.py and sqlite_command_writes.py. Whole-station Resets the station
 accepted still take the locking path of `record_outcome`.
 """
@@ -33,11 +33,11 @@ log = logging.getLogger(__name__)
 
 
 class GroupWrites(Protocol):
-    async def create_all(self, commands: Sequence[NewCommand]) -> list[CommandRoute | None]:
-        """As create_command for each command, in order."""
-
-    async def record_all(self, answered: Sequence[Answered]) -> list[None]:
-        """As record_outcome for each outcome that awaits no boot."""
+    async def write_all(
+        self, commands: Sequence[NewCommand], answered: Sequence[Answered]
+    ) -> list[CommandRoute | None]:
+        """As record_outcome for each outcome (none awaits a boot), and create_command for each
+        command, in order; together."""
 
     def item_fault(self, error: Exception) -> bool:
         """Whether the error may be one item's fault (see GroupedWriter)."""
@@ -59,11 +59,9 @@ class CommandJournal:
         self._sessions = sessions
         self._engine = engine_of(sessions)
         self._writes = group_writes(self._engine)
-        self._creates = self._outcomes = None
+        self._grouped: GroupedWriter[NewCommand | Answered, CommandRoute | None] | None = None
         if self._writes is not None:
-            fault = self._writes.item_fault
-            self._creates = GroupedWriter(self._writes.create_all, item_fault=fault)
-            self._outcomes = GroupedWriter(self._writes.record_all, item_fault=fault)
+            self._grouped = GroupedWriter(self._write_group, item_fault=self._writes.item_fault)
 
     async def start(self) -> None:
         """Open the journal's connections and prepare its statements, so that the first
@@ -71,16 +69,15 @@ class CommandJournal:
         if self._writes is None:
             return
         try:
-            await self._writes.create_all([])
-            await self._writes.record_all([])
+            await self._writes.write_all([], [])
         except Exception as exc:
             log.warning("command journal not ready yet: %s", exc)
 
     async def create(self, command: NewCommand) -> CommandRoute | None:
         """Record a command before it is sent; where to send it, or None if its station was
         never seen (nothing is recorded then)."""
-        if self._creates is not None:
-            return await self._creates.submit(command)
+        if self._grouped is not None:
+            return await self._grouped.submit(command)
         async with autocommit_connection(self._sessions) as connection:
             return await create_command(connection, command)
 
@@ -89,15 +86,23 @@ class CommandJournal:
         if awaits_boot(command, result):
             async with self._engine.begin() as connection:
                 await record_outcome(connection, command, result)
-        elif self._outcomes is not None:
-            await self._outcomes.submit((command, result))
+        elif self._grouped is not None:
+            await self._grouped.submit((command, result))
         else:
             async with autocommit_connection(self._sessions) as connection:
                 await record_outcome(connection, command, result)
 
+    async def _write_group(
+        self, items: Sequence[NewCommand | Answered]
+    ) -> list[CommandRoute | None]:
+        assert self._writes is not None
+        commands = [item for item in items if isinstance(item, NewCommand)]
+        answered = [item for item in items if not isinstance(item, NewCommand)]
+        routes = iter(await self._writes.write_all(commands, answered))
+        return [next(routes) if isinstance(item, NewCommand) else None for item in items]
+
     async def close(self) -> None:
-        for writer in (self._creates, self._outcomes):
-            if writer is not None:
-                await writer.close()
+        if self._grouped is not None:
+            await self._grouped.close()
         if self._writes is not None:
             await self._writes.close()

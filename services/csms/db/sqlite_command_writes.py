@@ -1,5 +1,6 @@
-"""The command journal's grouped writes on SQLite (standalone mode): a group of commands is one
-transaction on the journal's own connection, run on the event loop (sqlite_writer.py). Through
+"""The command journal's grouped writes on SQLite (standalone mode): a group of commands created
+and outcomes received is one transaction on the journal's own connection, run on the event loop
+(sqlite_writer.py). Through
 the engine, a command's two writes cost about 1.3 ms of CPU, most of it thread switches.
 """
 
@@ -35,8 +36,20 @@ class SqliteCommandWrites:
     def __init__(self, engine: AsyncEngine) -> None:
         self._writer = SqliteWriter(engine, "command-journal", on_loop=True)
 
-    async def create_all(self, commands: Sequence[NewCommand]) -> list[CommandRoute | None]:
-        def create(connection: sqlite3.Connection) -> list[CommandRoute | None]:
+    async def write_all(
+        self, commands: Sequence[NewCommand], answered: Sequence[Answered]
+    ) -> list[CommandRoute | None]:
+        outcomes = []
+        for command, result in answered:
+            s = stored_outcome(result)
+            response = None if s.response is None else json_text(s.response)
+            at = None if s.answered_at is None else utc_text(s.answered_at)
+            outcomes.append(
+                (s.outcome, response, s.error_code, s.error_description, at, command.id)
+            )
+
+        def write(connection: sqlite3.Connection) -> list[CommandRoute | None]:
+            connection.executemany(_RECORD, outcomes)
             routes: list[CommandRoute | None] = []
             for c in commands:
                 row = connection.execute(
@@ -46,17 +59,7 @@ class SqliteCommandWrites:
                 routes.append(None if row is None else CommandRoute(row[0]))
             return routes
 
-        return await self._writer.transaction(create)
-
-    async def record_all(self, answered: Sequence[Answered]) -> list[None]:
-        rows = []
-        for command, result in answered:
-            s = stored_outcome(result)
-            response = None if s.response is None else json_text(s.response)
-            at = None if s.answered_at is None else utc_text(s.answered_at)
-            rows.append((s.outcome, response, s.error_code, s.error_description, at, command.id))
-        await self._writer.transaction(lambda connection: connection.executemany(_RECORD, rows))
-        return [None] * len(answered)
+        return await self._writer.transaction(write)
 
     def item_fault(self, error: Exception) -> bool:
         return is_item_fault(error)
