@@ -64,8 +64,8 @@ class CommandJournal:
             self._grouped = GroupedWriter(self._write_group, item_fault=self._writes.item_fault)
 
     async def start(self) -> None:
-        """Open the journal's connections and prepare its statements, so that the first
-        commands do not pay for it; with the database away, they are opened on first use."""
+        """Open the journal's connection and prepare its statement, so that the first commands
+        do not pay for it; with the database away, it is opened on first use."""
         if self._writes is None:
             return
         try:

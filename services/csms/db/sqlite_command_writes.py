@@ -1,7 +1,7 @@
 """The command journal's grouped writes on SQLite (standalone mode): a group of commands created
 and outcomes received is one transaction on the journal's own connection, run on the event loop
-(sqlite_writer.py). Through
-the engine, a command's two writes cost about 1.3 ms of CPU, most of it thread switches.
+(sqlite_writer.py). Through the engine, a command's two writes cost about 1.3 ms of CPU, most of
+it thread switches.
 """
 
 from __future__ import annotations
