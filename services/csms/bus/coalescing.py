@@ -12,11 +12,8 @@ batch to fill: what a round produced goes out at its end.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
